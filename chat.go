@@ -1,0 +1,296 @@
+// Package chat is Parley's chat engine: rooms, members, an append-only transcript per room
+// with gapless positions, typing state and read receipts, on a pluggable Store.
+//
+// A program opens an Engine on a Store (storage/memory or storage/bolt), then creates users
+// and rooms, joins users to rooms and sends messages. Every change to a room is an Event at
+// the room's next position; Follow delivers a room's events from any position exactly once
+// and in order, and Feed delivers the events of every room. The vendor surfaces in httpapi/...
+// and wsapi/... translate their wire formats to this API; the engine knows no vendor.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Errors returned by the Engine and by Stores, wrapped with context; match them with errors.Is.
+var (
+	// ErrNotFound: the user, room, member or event does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique name is taken, or the operation conflicts with the current state
+	// (an illegal member transition, editing a deleted message).
+	ErrConflict = errors.New("conflict")
+	// ErrForbidden: the user may not do this (join a private room uninvited, edit another's
+	// message).
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotMember: the user is not a joined member of the room.
+	ErrNotMember = errors.New("not a member")
+	// ErrInvalid: the input is malformed (empty or oversized text, invalid UTF-8, a position
+	// past the end).
+	ErrInvalid = errors.New("invalid input")
+	// ErrEnded: the room has ended and takes no new messages.
+	ErrEnded = errors.New("room ended")
+	// ErrClosed: the Engine or Store is closed.
+	ErrClosed = errors.New("closed")
+	// ErrLagged: a Feed consumer fell behind and events were dropped from its buffer; see Feed.
+	ErrLagged = errors.New("feed lagged")
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("chat: "+format+": %w", append(args, ErrInvalid)...)
+}
+
+// System, the zero ID, stands for the embedding program itself where a user is expected: it may
+// post notices and custom events to any room and edit or delete any message without being a
+// member. Surfaces pass it only for callers they have authenticated as administrators.
+var System ID
+
+// Clock tells the time and schedules work. Tests pass a fake clock to control typing expiry
+// and room TTLs.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d, unless stopped first.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
+// Option configures an Engine.
+type Option func(*options)
+
+type options struct {
+	clock        Clock
+	typingTTL    time.Duration
+	maxMessage   int
+	logger       *slog.Logger
+	followBuffer int
+	feedBuffer   int
+}
+
+// WithClock sets the clock (default: the system clock).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithTypingTTL sets how long a typing indicator lasts without being renewed (default 10s).
+func WithTypingTTL(d time.Duration) Option { return func(o *options) { o.typingTTL = d } }
+
+// WithMaxMessageBytes sets the largest message text or body, in bytes (default 64 KiB).
+func WithMaxMessageBytes(n int) Option { return func(o *options) { o.maxMessage = n } }
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithFollowBuffer sets how many recent events a followed room keeps in memory for its
+// followers (default 256). A follower further behind reads the store instead.
+func WithFollowBuffer(n int) Option { return func(o *options) { o.followBuffer = n } }
+
+// WithFeedBuffer sets how many events a Feed holds for a slow consumer before it reports
+// ErrLagged (default 4096).
+func WithFeedBuffer(n int) Option { return func(o *options) { o.feedBuffer = n } }
+
+// Engine is the chat engine. Its methods are safe for concurrent use.
+type Engine struct {
+	store  Store
+	opts   options
+	clock  Clock
+	log    *slog.Logger
+	ids    *idSource
+	hubs   hubs
+	feeds  feeds
+	timers *scheduler
+	typing typingTable
+
+	// ctx is cancelled by Close; background work (typing expiry, room TTLs) runs under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// Open returns an Engine on store. The Engine does not own the store: Close it after the
+// Engine.
+func Open(ctx context.Context, store Store, opt ...Option) (*Engine, error) {
+	o := options{
+		clock:        realClock{},
+		typingTTL:    10 * time.Second,
+		maxMessage:   64 << 10,
+		logger:       slog.Default(),
+		followBuffer: 256,
+		feedBuffer:   4096,
+	}
+	for _, f := range opt {
+		f(&o)
+	}
+	if o.typingTTL <= 0 || o.maxMessage <= 0 || o.followBuffer <= 0 || o.feedBuffer <= 0 {
+		return nil, invalidf("option out of range")
+	}
+	e := &Engine{store: store, opts: o, clock: o.clock, log: o.logger, ids: newIDSource()}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.hubs.init(e)
+	e.feeds.init(o.feedBuffer)
+	e.typing.init()
+	e.timers = newScheduler(e)
+	if err := e.scheduleRoomTTLs(ctx); err != nil {
+		e.cancel()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close stops background work, ends every Follower and Feed with ErrClosed, and waits for
+// work under way. It does not close the Store.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.cancel()
+		e.timers.stop()
+		e.bg.Wait()
+		e.hubs.closeAll(ErrClosed)
+		e.feeds.closeAll()
+	})
+	return nil
+}
+
+func (e *Engine) closed() bool { return e.ctx.Err() != nil }
+
+// now is the clock's time in UTC to the microsecond: the precision every Store keeps.
+func (e *Engine) now() time.Time { return e.clock.Now().UTC().Truncate(time.Microsecond) }
+
+// update runs fn in a store transaction and, once it is durable, publishes the events it
+// appended to followers and feeds, in commit order. It returns the first event appended.
+func (e *Engine) update(ctx context.Context, fn func(tx *wtx) error) (Event, error) {
+	if e.closed() {
+		return Event{}, fmt.Errorf("chat: engine: %w", ErrClosed)
+	}
+	w := wtxPool.Get().(*wtx)
+	w.e, w.fn = e, fn
+	err := e.store.Update(ctx, w.run)
+	var first Event
+	if err == nil && len(w.events) > 0 {
+		first = w.events[0]
+	}
+	clear(w.events)
+	w.e, w.fn, w.Tx, w.events = nil, nil, nil, w.events[:0]
+	wtxPool.Put(w)
+	return first, err
+}
+
+// view runs fn in a read transaction.
+func (e *Engine) view(ctx context.Context, fn func(tx ReadTx) error) error {
+	if e.closed() {
+		return fmt.Errorf("chat: engine: %w", ErrClosed)
+	}
+	return e.store.View(ctx, fn)
+}
+
+// wtx is a write transaction with the engine's helpers; it remembers what it appended so
+// that it can publish it after the commit. wtxs are pooled: the method values run and publish
+// are bound once.
+type wtx struct {
+	Tx
+	e       *Engine
+	fn      func(*wtx) error
+	events  []Event
+	run     func(Tx) error
+	publish func()
+}
+
+var wtxPool = sync.Pool{New: func() any {
+	w := &wtx{events: make([]Event, 0, 1)}
+	w.run = w.runTx
+	w.publish = w.publishEvents
+	return w
+}}
+
+func (w *wtx) runTx(tx Tx) error {
+	w.Tx = tx
+	clear(w.events)
+	w.events = w.events[:0] // a rerun starts afresh
+	if err := w.fn(w); err != nil {
+		return err
+	}
+	if len(w.events) > 0 {
+		tx.AfterCommit(w.publish)
+	}
+	return nil
+}
+
+func (w *wtx) publishEvents() { w.e.publish(w.events) }
+
+// append stamps ev with an ID and time, appends it and returns it as stored.
+func (w *wtx) append(ev Event) (Event, error) {
+	now := w.e.now()
+	ev.ID = w.e.ids.New(now)
+	ev.Time = now
+	if err := w.Tx.Append(&ev); err != nil {
+		return Event{}, err
+	}
+	w.events = append(w.events, ev)
+	return ev, nil
+}
+
+// checkText validates message text: valid UTF-8 and within the size limit. Empty text is
+// allowed only when allowEmpty is set (a message with a body).
+func (e *Engine) checkText(text string, allowEmpty bool) error {
+	if text == "" && !allowEmpty {
+		return invalidf("empty text")
+	}
+	if len(text) > e.opts.maxMessage {
+		return invalidf("text of %d bytes exceeds the limit of %d", len(text), e.opts.maxMessage)
+	}
+	if !utf8.ValidString(text) {
+		return invalidf("text is not valid UTF-8")
+	}
+	return nil
+}
+
+func checkName(what, s string, max int) error {
+	if len(s) > max {
+		return invalidf("%s longer than %d bytes", what, max)
+	}
+	if !utf8.ValidString(s) {
+		return invalidf("%s is not valid UTF-8", what)
+	}
+	return nil
+}
+
+// maxField is the limit on names, nicknames, URLs and attribute keys and values.
+const maxField = 1024
+
+func checkAttributes(a map[string]string) error {
+	if len(a) > 256 {
+		return invalidf("more than 256 attributes")
+	}
+	for k, v := range a {
+		if k == "" {
+			return invalidf("empty attribute key")
+		}
+		if err := checkName("attribute key", k, maxField); err != nil {
+			return err
+		}
+		if err := checkName("attribute value", v, 8*maxField); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}

@@ -1,0 +1,368 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// publish hands committed events to the followers of their rooms and to every Feed. It runs
+// in commit order (Tx.AfterCommit), so each room's events arrive in position order.
+func (e *Engine) publish(evs []Event) {
+	for i := range evs {
+		if h := e.hubs.get(evs[i].RoomID); h != nil {
+			h.publish(&evs[i])
+		}
+	}
+	e.feeds.publish(evs)
+}
+
+// hubs holds a hub per room that has followers.
+type hubs struct {
+	e  *Engine
+	mu sync.RWMutex
+	m  map[ID]*hub
+}
+
+func (hs *hubs) init(e *Engine) { hs.e, hs.m = e, make(map[ID]*hub) }
+
+func (hs *hubs) get(room ID) *hub {
+	hs.mu.RLock()
+	h := hs.m[room]
+	hs.mu.RUnlock()
+	return h
+}
+
+func (hs *hubs) acquire(room ID) *hub {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[room]
+	if h == nil {
+		h = &hub{room: room, max: hs.e.opts.followBuffer, wake: make(chan struct{})}
+		hs.m[room] = h
+	}
+	h.refs++
+	return h
+}
+
+func (hs *hubs) release(h *hub) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h.refs--
+	if h.refs == 0 && hs.m[h.room] == h {
+		delete(hs.m, h.room)
+	}
+}
+
+func (hs *hubs) deleted(room ID) {
+	if h := hs.get(room); h != nil {
+		h.fail(fmt.Errorf("chat: room %s was deleted: %w", room, ErrNotFound))
+	}
+}
+
+func (hs *hubs) closeAll(err error) {
+	hs.mu.RLock()
+	defer hs.mu.RUnlock()
+	for _, h := range hs.m {
+		h.fail(fmt.Errorf("chat: engine: %w", err))
+	}
+}
+
+// hub keeps a followed room's recent events in a ring and wakes its followers. Positions
+// low..high are in the ring; everything up to high is durable in the store.
+type hub struct {
+	room ID
+	max  int // the ring's largest size
+	refs int // guarded by hubs.mu
+
+	mu    sync.Mutex
+	ready bool   // high is known
+	high  uint64 // last position published
+	low   uint64 // first position in the ring
+	ring  []Event
+	early []Event // published before ready
+	wake  chan struct{}
+	err   error
+}
+
+// start sets the hub's position from the store the first time a follower arrives; events
+// published while that read was under way are kept if they come after it.
+func (h *hub) start(last uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ready {
+		return
+	}
+	h.ready, h.high, h.low = true, last, last+1
+	early := h.early
+	h.early = nil
+	for i := range early {
+		if early[i].Pos == h.high+1 {
+			h.put(&early[i])
+		}
+	}
+}
+
+func (h *hub) publish(ev *Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.err != nil:
+	case !h.ready:
+		if len(h.early) < h.max {
+			h.early = append(h.early, *ev)
+		}
+	case ev.Pos == h.high+1:
+		h.put(ev)
+		close(h.wake)
+		h.wake = make(chan struct{})
+	}
+}
+
+// put adds the next event to the ring, growing it up to max and then overwriting the oldest.
+func (h *hub) put(ev *Event) {
+	n := uint64(len(h.ring))
+	if h.high+1-h.low >= n && len(h.ring) < h.max {
+		grown := make([]Event, min(max(2*len(h.ring), 8), h.max))
+		for p := h.low; p <= h.high; p++ {
+			grown[p%uint64(len(grown))] = h.ring[p%n]
+		}
+		h.ring, n = grown, uint64(len(grown))
+	}
+	h.high++
+	h.ring[h.high%n] = *ev
+	if h.high-h.low >= n {
+		h.low = h.high - n + 1
+	}
+}
+
+func (h *hub) fail(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err == nil {
+		h.err = err
+		close(h.wake)
+	}
+}
+
+// followBatch is how many events a follower takes at a time, from the ring or the store.
+const followBatch = 64
+
+// Follower delivers a room's events in position order, each exactly once, from a starting
+// position on: first what is stored, then live events as they are committed. A follower that
+// falls behind the room's in-memory buffer reads the store, so it never holds up writers and
+// its memory stays bounded. A Follower is used by one goroutine at a time.
+type Follower struct {
+	e    *Engine
+	h    *hub
+	next uint64
+	buf  []Event
+	off  int
+	done atomic.Bool
+	stop chan struct{}
+}
+
+// Follow returns a Follower of a room whose first event is the one at position from; a from
+// of 0 means the next event to be appended. It returns ErrNotFound for an unknown room and
+// ErrInvalid for a from beyond the next position.
+func (e *Engine) Follow(ctx context.Context, roomID ID, from uint64) (*Follower, error) {
+	if e.closed() {
+		return nil, fmt.Errorf("chat: engine: %w", ErrClosed)
+	}
+	h := e.hubs.acquire(roomID)
+	var r Room
+	err := e.store.View(ctx, func(tx ReadTx) (err error) { r, err = tx.Room(roomID); return err })
+	if err == nil && from > r.LastPos+1 {
+		err = invalidf("follow from position %d of room %s, whose next is %d", from, roomID, r.LastPos+1)
+	}
+	if err != nil {
+		e.hubs.release(h)
+		return nil, err
+	}
+	h.start(r.LastPos)
+	if from == 0 {
+		from = r.LastPos + 1
+	}
+	return &Follower{e: e, h: h, next: from, stop: make(chan struct{})}, nil
+}
+
+// Next returns the next event, waiting for it if need be. It returns ctx.Err() when ctx ends,
+// ErrNotFound if the room is deleted, ErrClosed once the Follower or the Engine is closed.
+func (f *Follower) Next(ctx context.Context) (Event, error) {
+	for {
+		if f.off < len(f.buf) {
+			ev := f.buf[f.off]
+			f.buf[f.off] = Event{}
+			f.off++
+			f.next = ev.Pos + 1
+			return ev, nil
+		}
+		if f.done.Load() {
+			return Event{}, fmt.Errorf("chat: follower: %w", ErrClosed)
+		}
+		f.buf, f.off = f.buf[:0], 0
+		h := f.h
+		h.mu.Lock()
+		if h.err != nil {
+			err := h.err
+			h.mu.Unlock()
+			return Event{}, err
+		}
+		if f.next <= h.high && f.next >= h.low {
+			n := uint64(len(h.ring))
+			for p := f.next; p <= h.high && len(f.buf) < followBatch; p++ {
+				f.buf = append(f.buf, h.ring[p%n])
+			}
+			h.mu.Unlock()
+			continue
+		}
+		if f.next <= h.high {
+			// Behind the ring: everything up to high is in the store.
+			h.mu.Unlock()
+			if err := f.readStore(ctx); err != nil {
+				return Event{}, err
+			}
+			continue
+		}
+		wake := h.wake
+		h.mu.Unlock()
+		select {
+		case <-wake:
+		case <-f.stop:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+}
+
+func (f *Follower) readStore(ctx context.Context) error {
+	err := f.e.store.View(ctx, func(tx ReadTx) (err error) {
+		f.buf, err = tx.Events(f.h.room, f.next, followBatch, false, f.buf[:0])
+		return err
+	})
+	if err == nil && (len(f.buf) == 0 || f.buf[0].Pos != f.next) {
+		err = fmt.Errorf("chat: room %s: position %d missing from the store: %w", f.h.room, f.next, ErrNotFound)
+	}
+	return err
+}
+
+// Pos returns the position of the next event Next will return.
+func (f *Follower) Pos() uint64 { return f.next }
+
+// Close ends the Follower; a Next under way returns soon after with ErrClosed or ctx's error.
+func (f *Follower) Close() error {
+	if f.done.CompareAndSwap(false, true) {
+		close(f.stop)
+		f.e.hubs.release(f.h)
+	}
+	return nil
+}
+
+// feeds holds the Feeds.
+type feeds struct {
+	size int
+	n    atomic.Int32
+	mu   sync.RWMutex
+	all  map[*Feed]struct{}
+}
+
+func (fs *feeds) init(size int) { fs.size, fs.all = size, make(map[*Feed]struct{}) }
+
+func (fs *feeds) publish(evs []Event) {
+	if fs.n.Load() == 0 {
+		return
+	}
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	for f := range fs.all {
+		for i := range evs {
+			if f.lagged.Load() {
+				break // drop until the consumer has drained and been told
+			}
+			select {
+			case f.ch <- evs[i]:
+			default:
+				f.lagged.Store(true)
+			}
+		}
+	}
+}
+
+func (fs *feeds) remove(f *Feed) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if _, ok := fs.all[f]; ok {
+		delete(fs.all, f)
+		fs.n.Add(-1)
+	}
+}
+
+func (fs *feeds) closeAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for f := range fs.all {
+		f.shut()
+		delete(fs.all, f)
+		fs.n.Add(-1)
+	}
+}
+
+// Feed delivers the events of every room as they are committed, in commit order (so each
+// room's events in position order). It holds a bounded buffer: a consumer that falls behind
+// loses events and is told so by ErrLagged. It repairs the gap by comparing, for each room
+// it cares about, the last position it saw with Room.LastPos and reading what it missed;
+// Next then goes on with new events. A Feed is for dashboards and operator views; to follow
+// one room without loss, use Follow.
+type Feed struct {
+	fs     *feeds
+	ch     chan Event
+	lagged atomic.Bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+// Feed returns a new Feed of every room's events from now on.
+func (e *Engine) Feed() *Feed {
+	f := &Feed{fs: &e.feeds, ch: make(chan Event, e.opts.feedBuffer), closed: make(chan struct{})}
+	e.feeds.mu.Lock()
+	defer e.feeds.mu.Unlock()
+	if e.closed() {
+		f.shut()
+		return f
+	}
+	e.feeds.all[f] = struct{}{}
+	e.feeds.n.Add(1)
+	return f
+}
+
+// Next returns the next event. It returns ErrLagged once after events were dropped (the
+// events before the drop have all been returned), ctx.Err() when ctx ends, and ErrClosed
+// after Close or the Engine's Close.
+func (f *Feed) Next(ctx context.Context) (Event, error) {
+	select {
+	case ev := <-f.ch:
+		return ev, nil
+	default:
+	}
+	if f.lagged.CompareAndSwap(true, false) {
+		return Event{}, fmt.Errorf("chat: feed: %w", ErrLagged)
+	}
+	select {
+	case ev := <-f.ch:
+		return ev, nil
+	case <-f.closed:
+		return Event{}, fmt.Errorf("chat: feed: %w", ErrClosed)
+	case <-ctx.Done():
+		return Event{}, ctx.Err()
+	}
+}
+
+// Close ends the Feed; a Next under way returns ErrClosed.
+func (f *Feed) Close() error {
+	f.fs.remove(f)
+	f.shut()
+	return nil
+}
+
+func (f *Feed) shut() { f.once.Do(func() { close(f.closed) }) }

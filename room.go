@@ -1,0 +1,676 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Room is a conversation: a Chapi room, a Genesys chat, a Nexmo conversation, a Bezlimit
+// chat, an Airy conversation.
+type Room struct {
+	// ID identifies the room; the Engine assigns it.
+	ID ID
+	// Name is an optional unique name; "" for none.
+	Name string
+	// DisplayName is the name shown to people.
+	DisplayName string
+	// ImageURL points to the room's picture, if any.
+	ImageURL string
+	// Private rooms can be joined only by invited users.
+	Private bool
+	// Attributes are opaque key/values that surfaces keep for the room (Genesys userData,
+	// Airy channel id, Nexmo properties...).
+	Attributes map[string]string
+	// EmptyTTL, when not zero, deletes the room once it has had no joined member for that long.
+	EmptyTTL time.Duration
+	// CreatedAt is when the room was created.
+	CreatedAt time.Time
+	// UpdatedAt is when the room's own fields last changed.
+	UpdatedAt time.Time
+	// EndedAt is when the room ended; zero while it is open. An ended room takes no new
+	// messages.
+	EndedAt time.Time
+	// Joins counts the joins so far; each join's JoinNumber is the count after it.
+	Joins uint64
+	// LastPos is the position of the room's last event, 0 if it has none. Kept by the Store.
+	LastPos uint64
+	// LastTime is the time of the room's last event. Kept by the Store.
+	LastTime time.Time
+}
+
+// Ended reports whether the room has ended.
+func (r Room) Ended() bool { return !r.EndedAt.IsZero() }
+
+// NewRoom is the input to CreateRoom.
+type NewRoom struct {
+	// Name is an optional unique name.
+	Name string
+	// DisplayName is the name shown to people.
+	DisplayName string
+	// ImageURL points to the room's picture.
+	ImageURL string
+	// Private rooms can be joined only by invited users.
+	Private bool
+	// Attributes are opaque key/values.
+	Attributes map[string]string
+	// EmptyTTL, when not zero, deletes the room once it has had no joined member for that long.
+	EmptyTTL time.Duration
+}
+
+// Validate checks lengths, encodings and the TTL.
+func (n NewRoom) Validate() error {
+	for _, f := range []struct{ what, v string }{
+		{"name", n.Name}, {"display name", n.DisplayName}, {"image URL", n.ImageURL},
+	} {
+		if err := checkName(f.what, f.v, maxField); err != nil {
+			return err
+		}
+	}
+	if n.EmptyTTL < 0 {
+		return invalidf("negative TTL")
+	}
+	return checkAttributes(n.Attributes)
+}
+
+// RoomUpdate changes the fields that are not nil.
+type RoomUpdate struct {
+	// Name, when set, replaces the unique name ("" removes it).
+	Name *string
+	// DisplayName, when set, replaces the display name.
+	DisplayName *string
+	// ImageURL, when set, replaces the picture.
+	ImageURL *string
+	// Private, when set, changes who may join.
+	Private *bool
+	// Attributes, when not nil, are merged into the room's: a key with an empty value is
+	// removed.
+	Attributes map[string]string
+	// EmptyTTL, when set, replaces the TTL.
+	EmptyTTL *time.Duration
+}
+
+// Validate checks lengths, encodings and the TTL.
+func (u RoomUpdate) Validate() error {
+	return NewRoom{
+		Name: deref(u.Name), DisplayName: deref(u.DisplayName), ImageURL: deref(u.ImageURL),
+		Attributes: u.Attributes, EmptyTTL: deref(u.EmptyTTL),
+	}.Validate()
+}
+
+// MemberState is where a membership is in its life: Invited → Joined → Left, and from Left
+// (or never a member) to Invited or Joined again as a new membership record.
+type MemberState uint8
+
+// The member states.
+const (
+	Invited MemberState = iota + 1
+	Joined
+	Left
+)
+
+// String returns "invited", "joined" or "left".
+func (s MemberState) String() string {
+	switch s {
+	case Invited:
+		return "invited"
+	case Joined:
+		return "joined"
+	case Left:
+		return "left"
+	}
+	return fmt.Sprintf("MemberState(%d)", s)
+}
+
+// Role is what a member is in a room. Surfaces use the constants below; others are allowed.
+type Role string
+
+// Common roles.
+const (
+	RoleClient   Role = "client"
+	RoleAgent    Role = "agent"
+	RoleOperator Role = "operator"
+	RoleBot      Role = "bot"
+	RoleSystem   Role = "system"
+)
+
+// Member is one membership record: a user's membership of a room from an invitation or join
+// until it leaves. A user who leaves and comes back gets a new record with a new ID.
+type Member struct {
+	// ID identifies this membership record.
+	ID ID
+	// RoomID is the room.
+	RoomID ID
+	// UserID is the member.
+	UserID ID
+	// State is Invited, Joined or Left.
+	State MemberState
+	// Nickname is the member's name in this room; "" to use the user's display name.
+	Nickname string
+	// Role is the member's role in this room.
+	Role Role
+	// JoinNumber is given per join: the room's join count at this join (Genesys'
+	// participantId). 0 while only invited.
+	JoinNumber uint64
+	// Delivered is the position up to which events were delivered to the member.
+	Delivered uint64
+	// Read is the position up to which the member has read; never above Delivered.
+	Read uint64
+	// InvitedBy is the user who invited the member (System if the program did).
+	InvitedBy ID
+	// InvitedAt, JoinedAt and LeftAt are when the membership reached each state; zero if not.
+	InvitedAt, JoinedAt, LeftAt time.Time
+}
+
+// CreateRoom creates a room. It returns ErrInvalid or ErrConflict for a taken name.
+func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
+	if err := n.Validate(); err != nil {
+		return Room{}, err
+	}
+	now := e.now()
+	r := Room{
+		ID: e.ids.New(now), Name: n.Name, DisplayName: n.DisplayName, ImageURL: n.ImageURL,
+		Private: n.Private, Attributes: cloneMap(n.Attributes), EmptyTTL: n.EmptyTTL,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	_, err := e.update(ctx, func(tx *wtx) error {
+		if r.Name != "" {
+			if _, err := tx.RoomByName(r.Name); err == nil {
+				return fmt.Errorf("chat: room name %q: %w", r.Name, ErrConflict)
+			}
+		}
+		return tx.PutRoom(r)
+	})
+	if err != nil {
+		return Room{}, err
+	}
+	if r.EmptyTTL > 0 {
+		e.timers.add(now.Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
+	}
+	return r, nil
+}
+
+// Room returns a room, or ErrNotFound.
+func (e *Engine) Room(ctx context.Context, id ID) (r Room, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { r, err = tx.Room(id); return err })
+	return r, err
+}
+
+// RoomByName returns the room with a unique name, or ErrNotFound.
+func (e *Engine) RoomByName(ctx context.Context, name string) (r Room, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { r, err = tx.RoomByName(name); return err })
+	return r, err
+}
+
+// Rooms lists rooms in creation order (newest first with f.Desc), within f's time range.
+func (e *Engine) Rooms(ctx context.Context, f ListFilter) (rs []Room, err error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	err = e.view(ctx, func(tx ReadTx) error { rs, err = tx.Rooms(f); return err })
+	return rs, err
+}
+
+// UpdateRoom changes a room's own fields. It returns ErrNotFound, ErrInvalid, or
+// ErrConflict for a taken name.
+func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, error) {
+	if err := up.Validate(); err != nil {
+		return Room{}, err
+	}
+	var r Room
+	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		if r, err = tx.Room(id); err != nil {
+			return err
+		}
+		if up.Name != nil && *up.Name != "" && *up.Name != r.Name {
+			if _, err := tx.RoomByName(*up.Name); err == nil {
+				return fmt.Errorf("chat: room name %q: %w", *up.Name, ErrConflict)
+			}
+		}
+		setIf(&r.Name, up.Name)
+		setIf(&r.DisplayName, up.DisplayName)
+		setIf(&r.ImageURL, up.ImageURL)
+		setIf(&r.Private, up.Private)
+		setIf(&r.EmptyTTL, up.EmptyTTL)
+		if up.Attributes != nil {
+			attrs := cloneMap(r.Attributes)
+			if attrs == nil {
+				attrs = make(map[string]string, len(up.Attributes))
+			}
+			for k, v := range up.Attributes {
+				if v == "" {
+					delete(attrs, k)
+				} else {
+					attrs[k] = v
+				}
+			}
+			r.Attributes = attrs
+		}
+		r.UpdatedAt = tx.e.now()
+		return tx.PutRoom(r)
+	})
+	if err == nil && r.EmptyTTL > 0 {
+		e.timers.add(e.now().Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
+	}
+	return r, err
+}
+
+// DeleteRoom deletes a room with its members and transcript. Its followers end with
+// ErrNotFound. It returns ErrNotFound if there is no such room.
+func (e *Engine) DeleteRoom(ctx context.Context, id ID) error {
+	_, err := e.update(ctx, func(tx *wtx) error { return tx.DeleteRoom(id) })
+	if err != nil {
+		return err
+	}
+	e.typing.dropRoom(id)
+	e.hubs.deleted(id)
+	return nil
+}
+
+// EndRoom ends a room: it appends EventEnded, after which the room takes no new messages,
+// typing or joins. Members may still leave and mark receipts, and the transcript stays
+// readable. It returns ErrNotFound, or ErrEnded if it has ended already.
+func (e *Engine) EndRoom(ctx context.Context, id ID) (Event, error) {
+	ev, err := e.update(ctx, func(tx *wtx) error {
+		r, err := tx.Room(id)
+		if err != nil {
+			return err
+		}
+		if r.Ended() {
+			return fmt.Errorf("chat: room %s: %w", id, ErrEnded)
+		}
+		r.EndedAt = tx.e.now()
+		if err := tx.PutRoom(r); err != nil {
+			return err
+		}
+		_, err = tx.append(Event{RoomID: id, Type: EventEnded})
+		return err
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	e.typing.dropRoom(id)
+	return ev, nil
+}
+
+// InviteOptions are the optional parts of an invitation.
+type InviteOptions struct {
+	// By is the inviting user (System for the program). A user must be a joined member to
+	// invite.
+	By ID
+	// Nickname and Role are the invitee's in the room.
+	Nickname string
+	Role     Role
+}
+
+// Invite invites a user to a room: a new membership record in state Invited and an
+// EventInvited. It returns ErrNotFound for an unknown room or user, ErrConflict if the user is
+// already invited or joined, ErrNotMember if the inviter is not a joined member, ErrEnded.
+func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions) (Member, error) {
+	if err := checkName("nickname", o.Nickname, maxField); err != nil {
+		return Member{}, err
+	}
+	var m Member
+	_, err := e.update(ctx, func(tx *wtx) error {
+		r, err := tx.openRoom(roomID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.User(userID); err != nil {
+			return err
+		}
+		var from ID
+		if o.By != System {
+			inviter, err := tx.joined(roomID, o.By)
+			if err != nil {
+				return err
+			}
+			from = inviter.ID
+		}
+		cur, err := tx.MemberByUser(roomID, userID)
+		switch {
+		case err == nil && cur.State != Left:
+			return fmt.Errorf("chat: user %s in room %s is %s: %w", userID, roomID, cur.State, ErrConflict)
+		case err != nil && !isNotFound(err):
+			return err
+		}
+		now := tx.e.now()
+		m = Member{
+			ID: tx.e.ids.New(now), RoomID: r.ID, UserID: userID, State: Invited,
+			Nickname: o.Nickname, Role: o.Role, InvitedBy: o.By, InvitedAt: now,
+		}
+		if err := tx.PutMember(m); err != nil {
+			return err
+		}
+		_, err = tx.append(Event{RoomID: roomID, Type: EventInvited, From: from, User: o.By, To: m.ID})
+		return err
+	})
+	return m, err
+}
+
+// JoinOptions are the optional parts of a join.
+type JoinOptions struct {
+	// Nickname is the member's name in the room; it replaces an invitation's nickname when
+	// not empty.
+	Nickname string
+	// Role is the member's role; it replaces an invitation's role when not empty.
+	Role Role
+}
+
+// Join makes a user a joined member of a room, with a new JoinNumber, and appends
+// EventJoined. An invited user's record moves to Joined; a user who was never a member or has
+// left gets a new record. It returns ErrNotFound, ErrConflict if already joined, ErrForbidden
+// for an uninvited user in a private room, ErrEnded.
+func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Member, error) {
+	if err := checkName("nickname", o.Nickname, maxField); err != nil {
+		return Member{}, err
+	}
+	var m Member
+	_, err := e.update(ctx, func(tx *wtx) error {
+		r, err := tx.openRoom(roomID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.User(userID); err != nil {
+			return err
+		}
+		now := tx.e.now()
+		cur, err := tx.MemberByUser(roomID, userID)
+		switch {
+		case err == nil && cur.State == Joined:
+			return fmt.Errorf("chat: user %s already joined room %s: %w", userID, roomID, ErrConflict)
+		case err == nil && cur.State == Invited:
+			m = cur
+		case err != nil && !isNotFound(err):
+			return err
+		default: // never a member, or left
+			if r.Private {
+				return fmt.Errorf("chat: room %s is private and user %s is not invited: %w", roomID, userID, ErrForbidden)
+			}
+			m = Member{ID: tx.e.ids.New(now), RoomID: roomID, UserID: userID}
+		}
+		r.Joins++
+		m.State, m.JoinNumber, m.JoinedAt = Joined, r.Joins, now
+		if o.Nickname != "" {
+			m.Nickname = o.Nickname
+		}
+		if o.Role != "" {
+			m.Role = o.Role
+		}
+		if err := tx.PutRoom(r); err != nil {
+			return err
+		}
+		if err := tx.PutMember(m); err != nil {
+			return err
+		}
+		_, err = tx.append(Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
+		return err
+	})
+	return m, err
+}
+
+// Leave ends a user's invitation or membership: the record moves to Left and EventLeft is
+// appended. It ends the user's typing. It returns ErrNotMember if the user is neither invited
+// nor joined.
+func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
+	var m Member
+	_, err := e.update(ctx, func(tx *wtx) error {
+		if _, err := tx.Room(roomID); err != nil {
+			return err
+		}
+		cur, err := tx.MemberByUser(roomID, userID)
+		if isNotFound(err) || (err == nil && cur.State == Left) {
+			return fmt.Errorf("chat: user %s in room %s: %w", userID, roomID, ErrNotMember)
+		}
+		if err != nil {
+			return err
+		}
+		m, err = tx.leave(cur)
+		return err
+	})
+	if err != nil {
+		return Member{}, err
+	}
+	e.typing.stop(typingKey{roomID, m.ID})
+	e.scheduleIfEmpty(ctx, roomID)
+	return m, nil
+}
+
+func (tx *wtx) leave(m Member) (Member, error) {
+	m.State, m.LeftAt = Left, tx.e.now()
+	if err := tx.PutMember(m); err != nil {
+		return Member{}, err
+	}
+	_, err := tx.append(Event{RoomID: m.RoomID, Type: EventLeft, From: m.ID, User: m.UserID})
+	return m, err
+}
+
+// MemberUpdate changes the fields of a membership that are not nil.
+type MemberUpdate struct {
+	// Nickname, when set, replaces the nickname and appends EventNickname.
+	Nickname *string
+	// Role, when set, replaces the role.
+	Role *Role
+}
+
+// UpdateMember changes a joined member's nickname or role. A nickname change appends
+// EventNickname with the new nickname as its text. It returns ErrNotMember, ErrInvalid.
+func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberUpdate) (Member, error) {
+	if err := checkName("nickname", deref(up.Nickname), maxField); err != nil {
+		return Member{}, err
+	}
+	var m Member
+	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		if m, err = tx.joined(roomID, userID); err != nil {
+			return err
+		}
+		setIf(&m.Role, up.Role)
+		changed := up.Nickname != nil && *up.Nickname != m.Nickname
+		setIf(&m.Nickname, up.Nickname)
+		if err := tx.PutMember(m); err != nil {
+			return err
+		}
+		if changed {
+			_, err = tx.append(Event{RoomID: roomID, Type: EventNickname, From: m.ID, User: userID, Text: m.Nickname})
+		}
+		return err
+	})
+	return m, err
+}
+
+// Member returns the latest membership record of a user in a room, or ErrNotFound.
+func (e *Engine) Member(ctx context.Context, roomID, userID ID) (m Member, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { m, err = tx.MemberByUser(roomID, userID); return err })
+	return m, err
+}
+
+// MemberByID returns a membership record by its ID, or ErrNotFound.
+func (e *Engine) MemberByID(ctx context.Context, roomID, memberID ID) (m Member, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { m, err = tx.Member(roomID, memberID); return err })
+	return m, err
+}
+
+// Members lists every membership record of a room, left ones included, oldest first.
+func (e *Engine) Members(ctx context.Context, roomID ID) (ms []Member, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { ms, err = tx.Members(roomID); return err })
+	return ms, err
+}
+
+// Memberships lists a user's latest membership record in each room it was ever in.
+func (e *Engine) Memberships(ctx context.Context, userID ID) (ms []Member, err error) {
+	err = e.view(ctx, func(tx ReadTx) error {
+		if _, err := tx.User(userID); err != nil {
+			return err
+		}
+		ms, err = tx.Memberships(userID)
+		return err
+	})
+	return ms, err
+}
+
+// openRoom returns the room if it exists and has not ended.
+func (tx *wtx) openRoom(id ID) (Room, error) {
+	r, err := tx.Room(id)
+	if err != nil {
+		return Room{}, err
+	}
+	if r.Ended() {
+		return Room{}, fmt.Errorf("chat: room %s: %w", id, ErrEnded)
+	}
+	return r, nil
+}
+
+// joined returns the user's membership if it is joined, or ErrNotMember.
+func (tx *wtx) joined(roomID, userID ID) (Member, error) {
+	m, err := tx.MemberByUser(roomID, userID)
+	if err == nil && m.State == Joined {
+		return m, nil
+	}
+	if err != nil && !isNotFound(err) {
+		return Member{}, err
+	}
+	if _, err := tx.Room(roomID); err != nil {
+		return Member{}, err
+	}
+	return Member{}, fmt.Errorf("chat: user %s in room %s: %w", userID, roomID, ErrNotMember)
+}
+
+// MarkDelivered moves a member's delivered watermark up to pos and appends EventDelivered
+// (Ref = pos). A pos at or below the watermark changes nothing and appends nothing. It
+// returns ErrNotMember, or ErrInvalid for a pos past the room's last event.
+func (e *Engine) MarkDelivered(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
+	return e.mark(ctx, roomID, userID, pos, false)
+}
+
+// MarkRead moves a member's read watermark (and its delivered watermark, which read implies)
+// up to pos and appends EventRead (Ref = pos). A pos at or below the read watermark changes
+// nothing and appends nothing. It returns ErrNotMember, or ErrInvalid for a pos past the
+// room's last event.
+func (e *Engine) MarkRead(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
+	return e.mark(ctx, roomID, userID, pos, true)
+}
+
+func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read bool) (Member, error) {
+	var m Member
+	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		if m, err = tx.joined(roomID, userID); err != nil {
+			return err
+		}
+		r, err := tx.Room(roomID)
+		if err != nil {
+			return err
+		}
+		if pos == 0 || pos > r.LastPos {
+			return invalidf("receipt for position %d of room %s, whose last is %d", pos, roomID, r.LastPos)
+		}
+		typ := EventDelivered
+		if read {
+			if pos <= m.Read {
+				return nil
+			}
+			m.Read, typ = pos, EventRead
+			m.Delivered = max(m.Delivered, pos)
+		} else {
+			if pos <= m.Delivered {
+				return nil
+			}
+			m.Delivered = pos
+		}
+		if err := tx.PutMember(m); err != nil {
+			return err
+		}
+		_, err = tx.append(Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos})
+		return err
+	})
+	return m, err
+}
+
+// scheduleIfEmpty arms a room's TTL if it has one and no joined member.
+func (e *Engine) scheduleIfEmpty(ctx context.Context, roomID ID) {
+	var ttl time.Duration
+	_ = e.view(ctx, func(tx ReadTx) error {
+		r, err := tx.Room(roomID)
+		if err != nil || r.EmptyTTL == 0 {
+			return err
+		}
+		if empty, err := isEmpty(tx, roomID); err != nil || !empty {
+			return err
+		}
+		ttl = r.EmptyTTL
+		return nil
+	})
+	if ttl > 0 {
+		e.timers.add(e.now().Add(ttl), timerKey{kind: timerRoomTTL, room: roomID})
+	}
+}
+
+func isEmpty(tx ReadTx, roomID ID) (bool, error) {
+	ms, err := tx.Members(roomID)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range ms {
+		if m.State == Joined {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// expireRoom deletes a room whose TTL has run out while it had no joined member.
+func (e *Engine) expireRoom(roomID ID) {
+	deleted := false
+	_, err := e.update(e.ctx, func(tx *wtx) error {
+		deleted = false
+		r, err := tx.Room(roomID)
+		if err != nil || r.EmptyTTL == 0 {
+			return nil // gone already, or no longer has a TTL
+		}
+		empty, err := isEmpty(tx, roomID)
+		if err != nil || !empty {
+			return err
+		}
+		since := r.CreatedAt
+		if r.LastTime.After(since) {
+			since = r.LastTime
+		}
+		if tx.e.now().Sub(since) < r.EmptyTTL {
+			return nil // activity since; a later timer is armed
+		}
+		deleted = true
+		return tx.DeleteRoom(roomID)
+	})
+	if err != nil {
+		e.log.Warn("chat: room TTL", "room", roomID, "err", err)
+		return
+	}
+	if deleted {
+		e.typing.dropRoom(roomID)
+		e.hubs.deleted(roomID)
+	}
+}
+
+// scheduleRoomTTLs arms the TTL of every empty room that has one, at Open.
+func (e *Engine) scheduleRoomTTLs(ctx context.Context) error {
+	return e.store.View(ctx, func(tx ReadTx) error {
+		rooms, err := tx.Rooms(ListFilter{})
+		if err != nil {
+			return err
+		}
+		for _, r := range rooms {
+			if r.EmptyTTL == 0 {
+				continue
+			}
+			if empty, err := isEmpty(tx, r.ID); err != nil {
+				return err
+			} else if empty {
+				since := r.CreatedAt
+				if r.LastTime.After(since) {
+					since = r.LastTime
+				}
+				e.timers.add(since.Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
+			}
+		}
+		return nil
+	})
+}

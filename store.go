@@ -1,0 +1,150 @@
+package chat
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the storage an Engine runs on. Adapters live in subpackages (storage/memory,
+// storage/bolt) and must pass the conformance suite in storage/storagetest.
+//
+// A Store holds no chat logic: the Engine runs its logic inside a transaction and the Store
+// makes each transaction atomic and durable. Every engine operation is one Update, so a join
+// (a member change and its event) is one commit.
+type Store interface {
+	// View runs fn in a read-only transaction that sees one consistent state. fn must not
+	// keep tx after it returns. View returns fn's error, ctx.Err() if ctx ends before the
+	// transaction starts, or ErrClosed after Close.
+	View(ctx context.Context, fn func(tx ReadTx) error) error
+
+	// Update runs fn in a read-write transaction and commits it if fn returns nil. Update
+	// returns only once the commit is durable (as durable as the Store promises to be). If fn
+	// returns an error, nothing fn wrote is kept and Update returns that error. If the commit
+	// fails, Update returns the error and nothing fn wrote is kept.
+	//
+	// A Store may run fn more than once (to retry a group commit without a failed
+	// transaction), so fn must not have effects outside tx beyond setting its results, and
+	// must not block. Update returns ctx.Err() if ctx ends before fn runs; once fn has run
+	// the outcome is reported whatever ctx does, so an acknowledged write is never reported
+	// as failed. It returns ErrClosed after Close.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+
+	// Close waits for transactions under way, fails those still queued with ErrClosed, and
+	// releases the storage. Later calls return ErrClosed.
+	Close() error
+}
+
+// ReadTx reads a consistent state of a Store. Methods return values that the caller owns:
+// changing them does not change the store.
+type ReadTx interface {
+	// User returns the user with id, or ErrNotFound.
+	User(id ID) (User, error)
+	// UserByName returns the user with the unique name, or ErrNotFound.
+	UserByName(name string) (User, error)
+	// Users returns users in ID (creation) order after the filter.
+	Users(f ListFilter) ([]User, error)
+
+	// Room returns the room with id, or ErrNotFound. Room.LastPos and Room.LastTime describe
+	// its last event.
+	Room(id ID) (Room, error)
+	// RoomByName returns the room with the unique name, or ErrNotFound.
+	RoomByName(name string) (Room, error)
+	// Rooms returns rooms in ID (creation) order after the filter.
+	Rooms(f ListFilter) ([]Room, error)
+
+	// Member returns the membership record memberID of room roomID, or ErrNotFound.
+	Member(roomID, memberID ID) (Member, error)
+	// MemberByUser returns the latest membership record of userID in roomID, or ErrNotFound
+	// if the user was never a member.
+	MemberByUser(roomID, userID ID) (Member, error)
+	// Members returns every membership record of roomID, left ones included, in ID order. It
+	// returns ErrNotFound if the room does not exist.
+	Members(roomID ID) ([]Member, error)
+	// Memberships returns the latest membership record of userID in every room it was ever
+	// a member of, in room ID order.
+	Memberships(userID ID) ([]Member, error)
+
+	// Event returns the event at pos in roomID, or ErrNotFound.
+	Event(roomID ID, pos uint64) (Event, error)
+	// Events appends to dst up to limit events of roomID starting at position from and going
+	// forwards (or backwards, from from down to 1), and returns the extended slice. A from
+	// past the last position yields nothing forwards and starts at the last event backwards.
+	// It returns ErrNotFound if the room does not exist.
+	Events(roomID ID, from uint64, limit int, backward bool, dst []Event) ([]Event, error)
+	// Revision returns the position of the latest edit or delete of the message at pos, or 0
+	// if it has none.
+	Revision(roomID ID, pos uint64) (uint64, error)
+}
+
+// Tx is a read-write transaction. Its reads see its own writes.
+type Tx interface {
+	ReadTx
+
+	// PutUser creates or replaces a user. It returns ErrConflict if u.Name is not empty and
+	// belongs to another user.
+	PutUser(u User) error
+	// DeleteUser removes a user (its membership records stay, as history). ErrNotFound if
+	// there is none.
+	DeleteUser(id ID) error
+
+	// PutRoom creates or replaces a room's own fields; LastPos and LastTime are the store's
+	// and are ignored. It returns ErrConflict if r.Name is not empty and belongs to another
+	// room.
+	PutRoom(r Room) error
+	// DeleteRoom removes a room with its members and transcript. ErrNotFound if there is
+	// none.
+	DeleteRoom(id ID) error
+
+	// PutMember creates or replaces a membership record (keyed by RoomID and ID). It returns
+	// ErrNotFound if the room does not exist.
+	PutMember(m Member) error
+
+	// Append adds ev to the end of the transcript of ev.RoomID. It sets ev.Pos to the room's
+	// last position + 1 and ev.Time to ev.Time truncated to the microsecond, or to 1µs after
+	// the room's last event if that is later, so that times strictly increase in a room. It
+	// returns ErrNotFound if the room does not exist.
+	Append(ev *Event) error
+
+	// SetRevision records rev as the latest edit or delete of the message at pos.
+	SetRevision(roomID ID, pos, rev uint64) error
+
+	// AfterCommit registers f to run once the transaction is durable, before Update returns.
+	// The functions of all transactions run one at a time, in commit order, so that the
+	// Engine publishes events in the order of their positions. f must be quick and must not
+	// block or call the Store. If the transaction fails or fn is run again, f is dropped.
+	AfterCommit(f func())
+}
+
+// ListFilter selects a page of a list ordered by ID, which is creation order.
+type ListFilter struct {
+	// Since and Until, when not zero, keep items created in [Since, Until).
+	Since, Until time.Time
+	// Offset skips that many matching items.
+	Offset int
+	// Limit is the most items returned; 0 means no limit.
+	Limit int
+	// Desc lists newest first.
+	Desc bool
+}
+
+// Validate reports a negative offset or limit, or an empty time range.
+func (f ListFilter) Validate() error {
+	if f.Offset < 0 || f.Limit < 0 {
+		return invalidf("negative offset or limit")
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return invalidf("time range ends before it starts")
+	}
+	return nil
+}
+
+// Match reports whether an item created at t passes the filter's time range. Stores use it.
+func (f ListFilter) Match(t time.Time) bool {
+	if !f.Since.IsZero() && t.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !t.Before(f.Until) {
+		return false
+	}
+	return true
+}

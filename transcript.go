@@ -1,0 +1,308 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EventType names what an Event records.
+type EventType string
+
+// The event types. Custom events carry their own name in Event.Name.
+const (
+	EventInvited       EventType = "invited"        // To was invited (by From, or by the program)
+	EventJoined        EventType = "joined"         // From joined; Text is its nickname
+	EventLeft          EventType = "left"           // From left, or declined an invitation
+	EventMessage       EventType = "message"        // a message: Text and/or Body
+	EventEdit          EventType = "edit"           // the message at Ref now reads Text/Body
+	EventDelete        EventType = "delete"         // the message at Ref was deleted
+	EventTypingStarted EventType = "typing.started" // From started typing; Text is a preview
+	EventTypingStopped EventType = "typing.stopped" // From stopped typing (or its typing expired)
+	EventNickname      EventType = "nickname"       // From's nickname is now Text
+	EventDelivered     EventType = "delivered"      // From's delivered watermark moved to Ref
+	EventRead          EventType = "read"           // From's read watermark moved to Ref
+	EventNotice        EventType = "notice"         // a notice from the program: Text
+	EventCustom        EventType = "custom"         // a custom event called Name, with Body
+	EventEnded         EventType = "ended"          // the room ended
+)
+
+// Event is one entry of a room's transcript. Events are never changed once appended: edits,
+// deletes and receipts are later events that refer to an earlier position.
+type Event struct {
+	// RoomID is the room whose transcript holds the event.
+	RoomID ID
+	// Pos is the event's position: 1 for a room's first event, then gapless.
+	Pos uint64
+	// ID is the event's ULID.
+	ID ID
+	// Type says what the event records.
+	Type EventType
+	// Name is a custom event's name.
+	Name string
+	// From is the membership record that caused the event; zero for the program (System).
+	From ID
+	// User is the user behind From; System (zero) for the program.
+	User ID
+	// To is a membership record the event is addressed to (the invitee of EventInvited, the
+	// recipient of a private message); zero for everyone.
+	To ID
+	// Text is the event's text (message text, typing preview, nickname, notice).
+	Text string
+	// Body is an optional structured body, as JSON.
+	Body json.RawMessage
+	// Ref is the earlier position an edit, delete or receipt refers to.
+	Ref uint64
+	// Visibility, when not empty, restricts the event to members whose Role equals it (a
+	// Bezlimit system message for one role, a note for operators).
+	Visibility Role
+	// Time is when the event was appended, to the microsecond; it strictly increases within
+	// a room.
+	Time time.Time
+}
+
+// VisibleTo reports whether a member with the role may see the event.
+func (ev *Event) VisibleTo(role Role) bool { return ev.Visibility == "" || ev.Visibility == role }
+
+// NewMessage is the input to Send and Edit.
+type NewMessage struct {
+	// Text is the message text. It may be empty only if Body is set.
+	Text string
+	// Body is an optional structured body: valid JSON.
+	Body json.RawMessage
+	// To, when not zero, is the one membership record the message is addressed to.
+	To ID
+	// Visibility, when not empty, restricts the message to members with that role.
+	Visibility Role
+}
+
+// Validate checks text and body against the engine's size limit.
+func (e *Engine) validateMessage(m NewMessage) error {
+	if err := e.checkText(m.Text, len(m.Body) > 0); err != nil {
+		return err
+	}
+	if len(m.Body) > e.opts.maxMessage {
+		return invalidf("body of %d bytes exceeds the limit of %d", len(m.Body), e.opts.maxMessage)
+	}
+	if len(m.Body) > 0 && !json.Valid(m.Body) {
+		return invalidf("body is not valid JSON")
+	}
+	return checkName("visibility", string(m.Visibility), maxField)
+}
+
+// Send appends a message from a joined member and ends its typing. It returns ErrInvalid for
+// empty, oversized or non-UTF-8 text, ErrNotFound, ErrNotMember for a user who is not joined
+// (System may send too), ErrEnded.
+func (e *Engine) Send(ctx context.Context, roomID, userID ID, m NewMessage) (Event, error) {
+	if err := e.validateMessage(m); err != nil {
+		return Event{}, err
+	}
+	ev := Event{RoomID: roomID, Type: EventMessage, User: userID, To: m.To, Text: m.Text,
+		Body: cloneBytes(m.Body), Visibility: m.Visibility}
+	return e.post(ctx, ev, true)
+}
+
+// Notice appends a notice from the program (EventNotice); the room need not have members.
+func (e *Engine) Notice(ctx context.Context, roomID ID, text string) (Event, error) {
+	if err := e.checkText(text, false); err != nil {
+		return Event{}, err
+	}
+	return e.post(ctx, Event{RoomID: roomID, Type: EventNotice, Text: text}, false)
+}
+
+// Custom appends a custom event with a type name and a JSON body, from a joined member or
+// from System.
+func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, body json.RawMessage) (Event, error) {
+	if name == "" {
+		return Event{}, invalidf("empty custom event name")
+	}
+	if err := checkName("custom event name", name, maxField); err != nil {
+		return Event{}, err
+	}
+	if err := e.validateMessage(NewMessage{Body: body}); err != nil && len(body) > 0 {
+		return Event{}, err
+	}
+	return e.post(ctx, Event{RoomID: roomID, Type: EventCustom, Name: name, User: userID, Body: cloneBytes(body)}, false)
+}
+
+// post appends ev from ev.User (a joined member, or System) to an open room.
+func (e *Engine) post(ctx context.Context, ev Event, endsTyping bool) (Event, error) {
+	ev, err := e.update(ctx, func(tx *wtx) error {
+		if _, err := tx.openRoom(ev.RoomID); err != nil {
+			return err
+		}
+		ev.From = ID{}
+		if ev.User != System {
+			m, err := tx.joined(ev.RoomID, ev.User)
+			if err != nil {
+				return err
+			}
+			ev.From = m.ID
+		}
+		if ev.To != (ID{}) {
+			if _, err := tx.Member(ev.RoomID, ev.To); err != nil {
+				return fmt.Errorf("chat: recipient %s: %w", ev.To, err)
+			}
+		}
+		_, err := tx.append(ev)
+		return err
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	if endsTyping && ev.From != (ID{}) {
+		e.typing.stop(typingKey{ev.RoomID, ev.From})
+	}
+	return ev, nil
+}
+
+// Edit appends EventEdit: the message at pos now reads m. Only the message's author (or
+// System) may edit it. It returns ErrNotFound for no message at pos, ErrForbidden for another's
+// message, ErrConflict for a deleted message, ErrEnded.
+func (e *Engine) Edit(ctx context.Context, roomID, userID ID, pos uint64, m NewMessage) (Event, error) {
+	if err := e.validateMessage(m); err != nil {
+		return Event{}, err
+	}
+	return e.revise(ctx, Event{RoomID: roomID, Type: EventEdit, User: userID, Ref: pos,
+		Text: m.Text, Body: cloneBytes(m.Body)})
+}
+
+// Delete appends EventDelete for the message at pos. Only the author (or System) may delete
+// it. It returns ErrNotFound, ErrForbidden, ErrConflict if it is deleted already, ErrEnded.
+func (e *Engine) Delete(ctx context.Context, roomID, userID ID, pos uint64) (Event, error) {
+	return e.revise(ctx, Event{RoomID: roomID, Type: EventDelete, User: userID, Ref: pos})
+}
+
+func (e *Engine) revise(ctx context.Context, ev Event) (Event, error) {
+	ev, err := e.update(ctx, func(tx *wtx) error {
+		if _, err := tx.openRoom(ev.RoomID); err != nil {
+			return err
+		}
+		orig, err := tx.Event(ev.RoomID, ev.Ref)
+		if err != nil {
+			return err
+		}
+		if orig.Type != EventMessage {
+			return fmt.Errorf("chat: event %d of room %s is not a message: %w", ev.Ref, ev.RoomID, ErrNotFound)
+		}
+		ev.From = ID{}
+		if ev.User != System {
+			m, err := tx.joined(ev.RoomID, ev.User)
+			if err != nil {
+				return err
+			}
+			if orig.User != ev.User {
+				return fmt.Errorf("chat: message %d of room %s is another user's: %w", ev.Ref, ev.RoomID, ErrForbidden)
+			}
+			ev.From = m.ID
+		}
+		if rev, err := tx.Revision(ev.RoomID, ev.Ref); err != nil {
+			return err
+		} else if rev != 0 {
+			last, err := tx.Event(ev.RoomID, rev)
+			if err != nil {
+				return err
+			}
+			if last.Type == EventDelete {
+				return fmt.Errorf("chat: message %d of room %s is deleted: %w", ev.Ref, ev.RoomID, ErrConflict)
+			}
+		}
+		appended, err := tx.append(ev)
+		if err != nil {
+			return err
+		}
+		return tx.SetRevision(ev.RoomID, ev.Ref, appended.Pos)
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// Message is the current state of a message, after its edits and deletion.
+type Message struct {
+	// Event is the original EventMessage.
+	Event
+	// Edited is when it was last edited; zero if never.
+	Edited time.Time
+	// Deleted is when it was deleted; zero if it was not. A deleted message has no Text or
+	// Body.
+	Deleted time.Time
+}
+
+// Message returns the current state of the message at pos, or ErrNotFound if there is no
+// message there.
+func (e *Engine) Message(ctx context.Context, roomID ID, pos uint64) (Message, error) {
+	var msg Message
+	err := e.view(ctx, func(tx ReadTx) error {
+		ev, err := tx.Event(roomID, pos)
+		if err != nil {
+			return err
+		}
+		if ev.Type != EventMessage {
+			return fmt.Errorf("chat: event %d of room %s is not a message: %w", pos, roomID, ErrNotFound)
+		}
+		msg = Message{Event: ev}
+		rev, err := tx.Revision(roomID, pos)
+		if err != nil || rev == 0 {
+			return err
+		}
+		last, err := tx.Event(roomID, rev)
+		if err != nil {
+			return err
+		}
+		if last.Type == EventDelete {
+			msg.Deleted, msg.Text, msg.Body = last.Time, "", nil
+			// Edited stays zero unless an edit came before the delete; cheap to leave out.
+			return nil
+		}
+		msg.Edited, msg.Text, msg.Body = last.Time, last.Text, last.Body
+		return nil
+	})
+	return msg, err
+}
+
+// Event returns the event at pos of a room, or ErrNotFound.
+func (e *Engine) Event(ctx context.Context, roomID ID, pos uint64) (ev Event, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { ev, err = tx.Event(roomID, pos); return err })
+	return ev, err
+}
+
+// Read returns up to limit events of a room starting at position from, forwards, or backwards
+// (from down towards 1) when backward is set. A from of 0 means the first event forwards and the
+// last backwards. It returns ErrNotFound for an unknown room and ErrInvalid for a limit outside
+// 1..1000.
+func (e *Engine) Read(ctx context.Context, roomID ID, from uint64, limit int, backward bool) ([]Event, error) {
+	return e.ReadAppend(ctx, nil, roomID, from, limit, backward)
+}
+
+// ReadAppend is Read appending to dst, for callers that reuse a buffer.
+func (e *Engine) ReadAppend(ctx context.Context, dst []Event, roomID ID, from uint64, limit int, backward bool) ([]Event, error) {
+	if limit < 1 || limit > 1000 {
+		return dst, invalidf("read limit %d outside 1..1000", limit)
+	}
+	if from == 0 {
+		if backward {
+			from = ^uint64(0)
+		} else {
+			from = 1
+		}
+	}
+	err := e.view(ctx, func(tx ReadTx) (err error) {
+		dst, err = tx.Events(roomID, from, limit, backward, dst)
+		return err
+	})
+	return dst, err
+}
+
+func cloneBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return bytes.Clone(b)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -1,0 +1,188 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// User is a person or bot.
+type User struct {
+	// ID identifies the user; the Engine assigns it.
+	ID ID
+	// Name is an optional unique handle (a login, a Nexmo user name); "" for none.
+	Name string
+	// DisplayName is the name shown to others.
+	DisplayName string
+	// Email is the user's e-mail address, if known.
+	Email string
+	// AvatarURL points to the user's picture, if any.
+	AvatarURL string
+	// Attributes are opaque key/values that surfaces keep for the user.
+	Attributes map[string]string
+	// CreatedAt is when the user was created.
+	CreatedAt time.Time
+	// UpdatedAt is when the user was last changed.
+	UpdatedAt time.Time
+}
+
+// NewUser is the input to CreateUser.
+type NewUser struct {
+	// Name is an optional unique handle.
+	Name string
+	// DisplayName is the name shown to others.
+	DisplayName string
+	// Email is the user's e-mail address.
+	Email string
+	// AvatarURL points to the user's picture.
+	AvatarURL string
+	// Attributes are opaque key/values.
+	Attributes map[string]string
+}
+
+// Validate checks lengths and encodings.
+func (n NewUser) Validate() error {
+	for _, f := range []struct{ what, v string }{
+		{"name", n.Name}, {"display name", n.DisplayName}, {"email", n.Email}, {"avatar URL", n.AvatarURL},
+	} {
+		if err := checkName(f.what, f.v, maxField); err != nil {
+			return err
+		}
+	}
+	return checkAttributes(n.Attributes)
+}
+
+// UserUpdate changes the fields that are not nil.
+type UserUpdate struct {
+	// Name, when set, replaces the unique name ("" removes it).
+	Name *string
+	// DisplayName, when set, replaces the display name.
+	DisplayName *string
+	// Email, when set, replaces the e-mail address.
+	Email *string
+	// AvatarURL, when set, replaces the picture.
+	AvatarURL *string
+	// Attributes, when not nil, replaces all attributes.
+	Attributes map[string]string
+}
+
+// Validate checks lengths and encodings.
+func (u UserUpdate) Validate() error {
+	return NewUser{
+		Name: deref(u.Name), DisplayName: deref(u.DisplayName), Email: deref(u.Email),
+		AvatarURL: deref(u.AvatarURL), Attributes: u.Attributes,
+	}.Validate()
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func setIf[T any](dst *T, p *T) {
+	if p != nil {
+		*dst = *p
+	}
+}
+
+// CreateUser creates a user. It returns ErrInvalid for bad input and ErrConflict if the name
+// is taken.
+func (e *Engine) CreateUser(ctx context.Context, n NewUser) (User, error) {
+	if err := n.Validate(); err != nil {
+		return User{}, err
+	}
+	now := e.now()
+	u := User{
+		ID: e.ids.New(now), Name: n.Name, DisplayName: n.DisplayName, Email: n.Email,
+		AvatarURL: n.AvatarURL, Attributes: cloneMap(n.Attributes), CreatedAt: now, UpdatedAt: now,
+	}
+	_, err := e.update(ctx, func(tx *wtx) error {
+		if u.Name != "" {
+			if _, err := tx.UserByName(u.Name); err == nil {
+				return fmt.Errorf("chat: user name %q: %w", u.Name, ErrConflict)
+			}
+		}
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+// User returns a user, or ErrNotFound.
+func (e *Engine) User(ctx context.Context, id ID) (u User, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { u, err = tx.User(id); return err })
+	return u, err
+}
+
+// UserByName returns the user with a unique name, or ErrNotFound.
+func (e *Engine) UserByName(ctx context.Context, name string) (u User, err error) {
+	err = e.view(ctx, func(tx ReadTx) error { u, err = tx.UserByName(name); return err })
+	return u, err
+}
+
+// Users lists users in creation order (or newest first with f.Desc).
+func (e *Engine) Users(ctx context.Context, f ListFilter) (us []User, err error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	err = e.view(ctx, func(tx ReadTx) error { us, err = tx.Users(f); return err })
+	return us, err
+}
+
+// UpdateUser changes a user. It returns ErrNotFound, ErrInvalid, or ErrConflict for a taken
+// name.
+func (e *Engine) UpdateUser(ctx context.Context, id ID, up UserUpdate) (User, error) {
+	if err := up.Validate(); err != nil {
+		return User{}, err
+	}
+	var u User
+	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		if u, err = tx.User(id); err != nil {
+			return err
+		}
+		if up.Name != nil && *up.Name != "" && *up.Name != u.Name {
+			if _, err := tx.UserByName(*up.Name); err == nil {
+				return fmt.Errorf("chat: user name %q: %w", *up.Name, ErrConflict)
+			}
+		}
+		setIf(&u.Name, up.Name)
+		setIf(&u.DisplayName, up.DisplayName)
+		setIf(&u.Email, up.Email)
+		setIf(&u.AvatarURL, up.AvatarURL)
+		if up.Attributes != nil {
+			u.Attributes = cloneMap(up.Attributes)
+		}
+		u.UpdatedAt = tx.e.now()
+		return tx.PutUser(u)
+	})
+	return u, err
+}
+
+// DeleteUser deletes a user. Its memberships that are not left end first: each gets a
+// EventLeft in its room, in the same commit. It returns ErrNotFound.
+func (e *Engine) DeleteUser(ctx context.Context, id ID) error {
+	_, err := e.update(ctx, func(tx *wtx) error {
+		if _, err := tx.User(id); err != nil {
+			return err
+		}
+		ms, err := tx.Memberships(id)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.State == Left {
+				continue
+			}
+			if _, err := tx.leave(m); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteUser(id)
+	})
+	return err
+}
