@@ -288,7 +288,16 @@ func (t *readTx) Event(roomID chat.ID, pos uint64) (chat.Event, error) {
 	if pos == 0 || pos > r.r.LastPos {
 		return chat.Event{}, notFound("event", pos)
 	}
-	return *r.event(pos), nil
+	return ownEvent(*r.event(pos)), nil
+}
+
+// ownEvent gives the caller its own copy of an event's body, the one part of an Event that
+// shares memory.
+func ownEvent(ev chat.Event) chat.Event {
+	if len(ev.Body) > 0 {
+		ev.Body = slices.Clone(ev.Body)
+	}
+	return ev
 }
 
 func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, dst []chat.Event) ([]chat.Event, error) {
@@ -302,7 +311,7 @@ func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, d
 			from = last
 		}
 		for p := from; p >= 1 && limit > 0; p, limit = p-1, limit-1 {
-			dst = append(dst, *r.event(p))
+			dst = append(dst, ownEvent(*r.event(p)))
 		}
 		return dst, nil
 	}
@@ -315,7 +324,13 @@ func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, d
 		chunk := r.chunks[i/chunkSize]
 		end := min(uint64(len(chunk)), i%chunkSize+uint64(limit), last-(i/chunkSize)*chunkSize)
 		run := chunk[i%chunkSize : end]
+		n := len(dst)
 		dst = append(dst, run...)
+		for i := n; i < len(dst); i++ {
+			if len(dst[i].Body) > 0 {
+				dst[i].Body = slices.Clone(dst[i].Body)
+			}
+		}
 		from += uint64(len(run))
 		limit -= len(run)
 	}

@@ -299,7 +299,7 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	}
 	prevTime := r.r.LastTime
 	ev.Pos = r.r.LastPos + 1
-	ev.Time = ev.Time.Truncate(time.Microsecond)
+	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
 	if !ev.Time.After(prevTime) && !prevTime.IsZero() {
 		ev.Time = prevTime.Add(time.Microsecond)
 	}
@@ -308,7 +308,8 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	}
 	i := ev.Pos - 1
 	if i%chunkSize == 0 {
-		r.chunks = append(r.chunks, make([]chat.Event, 0, chunkSize))
+		// Chunks grow by append up to chunkSize, so a room with few events stays small.
+		r.chunks = append(r.chunks, nil)
 	}
 	c := &r.chunks[i/chunkSize]
 	*c = append(*c, *ev)
