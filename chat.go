@@ -168,11 +168,19 @@ func (e *Engine) now() time.Time { return e.clock.Now().UTC().Truncate(time.Micr
 // update runs fn in a store transaction and, once it is durable, publishes the events it
 // appended to followers and feeds, in commit order. It returns the first event appended.
 func (e *Engine) update(ctx context.Context, fn func(tx *wtx) error) (Event, error) {
+	return e.updateWith(ctx, fn, nil)
+}
+
+// updateWith is update with an input event for fn in tx.ev.
+func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Event) (Event, error) {
 	if e.closed() {
 		return Event{}, fmt.Errorf("chat: engine: %w", ErrClosed)
 	}
 	w := wtxPool.Get().(*wtx)
 	w.e, w.fn = e, fn
+	if ev != nil {
+		w.ev = *ev
+	}
 	err := e.store.Update(ctx, w.run)
 	var first Event
 	if err == nil && len(w.events) > 0 {
@@ -180,6 +188,7 @@ func (e *Engine) update(ctx context.Context, fn func(tx *wtx) error) (Event, err
 	}
 	clear(w.events)
 	w.e, w.fn, w.Tx, w.events = nil, nil, nil, w.events[:0]
+	w.ev, w.scratch = Event{}, Event{}
 	wtxPool.Put(w)
 	return first, err
 }
@@ -202,6 +211,12 @@ type wtx struct {
 	events  []Event
 	run     func(Tx) error
 	publish func()
+
+	// ev is the input of the hot operations (post), which pass a static fn and keep their
+	// argument here rather than in a closure; scratch is what append hands the Store. Both
+	// spare an allocation per event.
+	ev      Event
+	scratch Event
 }
 
 var wtxPool = sync.Pool{New: func() any {
@@ -229,13 +244,14 @@ func (w *wtx) publishEvents() { w.e.publish(w.events) }
 // append stamps ev with an ID and time, appends it and returns it as stored.
 func (w *wtx) append(ev Event) (Event, error) {
 	now := w.e.now()
-	ev.ID = w.e.ids.New(now)
-	ev.Time = now
-	if err := w.Tx.Append(&ev); err != nil {
+	w.scratch = ev
+	w.scratch.ID = w.e.ids.New(now)
+	w.scratch.Time = now
+	if err := w.Tx.Append(&w.scratch); err != nil {
 		return Event{}, err
 	}
-	w.events = append(w.events, ev)
-	return ev, nil
+	w.events = append(w.events, w.scratch)
+	return w.scratch, nil
 }
 
 // checkText validates message text: valid UTF-8 and within the size limit. Empty text is

@@ -84,25 +84,43 @@ func ParseID(s string) (ID, error) {
 }
 
 // idSource makes monotonic ULIDs: IDs made in the same millisecond still sort in the order
-// they were made.
+// they were made, as with ulid.Monotonic, without allocating.
 type idSource struct {
 	mu      sync.Mutex
-	entropy io.Reader
+	lastMS  uint64
+	entropy [10]byte // the 80 random bits of the last ID
 }
 
-func newIDSource() *idSource {
-	return &idSource{entropy: ulid.Monotonic(cryptorand.Reader, 0)}
-}
+func newIDSource() *idSource { return &idSource{} }
 
 func (s *idSource) New(t time.Time) ID {
+	ms := ulid.Timestamp(t)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, err := ulid.New(ulid.Timestamp(t), s.entropy)
-	if err != nil {
-		// The monotonic reader overflows only after 2^80 IDs in one millisecond; the clock
-		// going backwards is handled by starting a fresh random sequence.
-		s.entropy = ulid.Monotonic(cryptorand.Reader, 0)
-		u = ulid.MustNew(ulid.Timestamp(t), s.entropy)
+	if ms > s.lastMS || !s.increment() {
+		// A new millisecond (or the clock went back, or 2^80 IDs in one): fresh randomness.
+		if ms > s.lastMS {
+			s.lastMS = ms
+		}
+		if _, err := io.ReadFull(cryptorand.Reader, s.entropy[:]); err != nil {
+			panic("chat: crypto/rand failed: " + err.Error())
+		}
 	}
-	return ID(u)
+	var id ID
+	ts := s.lastMS
+	id[0], id[1], id[2] = byte(ts>>40), byte(ts>>32), byte(ts>>24)
+	id[3], id[4], id[5] = byte(ts>>16), byte(ts>>8), byte(ts)
+	copy(id[6:], s.entropy[:])
+	s.mu.Unlock()
+	return id
+}
+
+// increment adds one to the entropy, reporting false on overflow.
+func (s *idSource) increment() bool {
+	for i := len(s.entropy) - 1; i >= 0; i-- {
+		s.entropy[i]++
+		if s.entropy[i] != 0 {
+			return true
+		}
+	}
+	return false
 }

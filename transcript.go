@@ -130,33 +130,35 @@ func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, bod
 
 // post appends ev from ev.User (a joined member, or System) to an open room.
 func (e *Engine) post(ctx context.Context, ev Event, endsTyping bool) (Event, error) {
-	ev, err := e.update(ctx, func(tx *wtx) error {
-		if _, err := tx.openRoom(ev.RoomID); err != nil {
-			return err
-		}
-		ev.From = ID{}
-		if ev.User != System {
-			m, err := tx.joined(ev.RoomID, ev.User)
-			if err != nil {
-				return err
-			}
-			ev.From = m.ID
-		}
-		if ev.To != (ID{}) {
-			if _, err := tx.Member(ev.RoomID, ev.To); err != nil {
-				return fmt.Errorf("chat: recipient %s: %w", ev.To, err)
-			}
-		}
-		_, err := tx.append(ev)
-		return err
-	})
+	posted, err := e.updateWith(ctx, postTx, &ev)
 	if err != nil {
 		return Event{}, err
 	}
-	if endsTyping && ev.From != (ID{}) {
-		e.typing.stop(typingKey{ev.RoomID, ev.From})
+	if endsTyping && posted.From != (ID{}) {
+		e.typing.stop(typingKey{posted.RoomID, posted.From})
 	}
-	return ev, nil
+	return posted, nil
+}
+
+func postTx(tx *wtx) error {
+	ev := tx.ev
+	if _, err := tx.openRoom(ev.RoomID); err != nil {
+		return err
+	}
+	if ev.User != System {
+		m, err := tx.joined(ev.RoomID, ev.User)
+		if err != nil {
+			return err
+		}
+		ev.From = m.ID
+	}
+	if ev.To != (ID{}) {
+		if _, err := tx.Member(ev.RoomID, ev.To); err != nil {
+			return fmt.Errorf("chat: recipient %s: %w", ev.To, err)
+		}
+	}
+	_, err := tx.append(ev)
+	return err
 }
 
 // Edit appends EventEdit: the message at pos now reads m. Only the message's author (or

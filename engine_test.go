@@ -1,0 +1,400 @@
+package chat_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/parley-chat/chat"
+)
+
+type world struct {
+	e          *chat.Engine
+	room       chat.Room
+	ada, bob   chat.User
+	outsider   chat.User
+	adaMember  chat.Member
+	lastBefore uint64
+}
+
+func newWorld(t *testing.T, newStore func(testing.TB) chat.Store, opts ...chat.Option) *world {
+	e, _ := newEngine(t, newStore, opts...)
+	w := &world{e: e}
+	w.room = must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "lobby"}))
+	w.ada = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "ada"}))
+	w.bob = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "bob"}))
+	w.outsider = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "eve"}))
+	w.adaMember = must[chat.Member](t)(e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{}))
+	must[chat.Member](t)(e.Join(ctx, w.room.ID, w.bob.ID, chat.JoinOptions{}))
+	return w
+}
+
+func (w *world) last(t *testing.T) uint64 {
+	t.Helper()
+	return must[chat.Room](t)(w.e.Room(ctx, w.room.ID)).LastPos
+}
+
+// TestBadInputStoresNothing: each refusal is a clear sentinel error and the room's transcript
+// does not move.
+func TestBadInputStoresNothing(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore, chat.WithMaxMessageBytes(100))
+		e := w.e
+		ghost := chat.ID{1}
+		ended := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "ended"}))
+		must[chat.Member](t)(e.Join(ctx, ended.ID, w.ada.ID, chat.JoinOptions{}))
+		must[chat.Event](t)(e.EndRoom(ctx, ended.ID))
+		msg := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "hi"}))
+
+		cases := []struct {
+			name string
+			op   func() error
+			want error
+		}{
+			{"empty text", func() error { _, err := e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{}); return err }, chat.ErrInvalid},
+			{"oversized text", func() error {
+				_, err := e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: longText(101)})
+				return err
+			}, chat.ErrInvalid},
+			{"invalid UTF-8", func() error {
+				_, err := e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "a\xffb"})
+				return err
+			}, chat.ErrInvalid},
+			{"invalid JSON body", func() error {
+				_, err := e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Body: json.RawMessage("{")})
+				return err
+			}, chat.ErrInvalid},
+			{"unknown room", func() error { _, err := e.Send(ctx, ghost, w.ada.ID, chat.NewMessage{Text: "x"}); return err }, chat.ErrNotFound},
+			{"non-member posts", func() error {
+				_, err := e.Send(ctx, w.room.ID, w.outsider.ID, chat.NewMessage{Text: "x"})
+				return err
+			}, chat.ErrNotMember},
+			{"unknown user posts", func() error { _, err := e.Send(ctx, w.room.ID, ghost, chat.NewMessage{Text: "x"}); return err }, chat.ErrNotMember},
+			{"post to ended room", func() error { _, err := e.Send(ctx, ended.ID, w.ada.ID, chat.NewMessage{Text: "x"}); return err }, chat.ErrEnded},
+			{"duplicate room name", func() error { _, err := e.CreateRoom(ctx, chat.NewRoom{Name: "lobby"}); return err }, chat.ErrConflict},
+			{"duplicate user name", func() error { _, err := e.CreateUser(ctx, chat.NewUser{Name: "ada"}); return err }, chat.ErrConflict},
+			{"rename to taken name", func() error {
+				taken := "bob"
+				_, err := e.UpdateUser(ctx, w.ada.ID, chat.UserUpdate{Name: &taken})
+				return err
+			}, chat.ErrConflict},
+			{"join twice", func() error { _, err := e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{}); return err }, chat.ErrConflict},
+			{"join unknown user", func() error { _, err := e.Join(ctx, w.room.ID, ghost, chat.JoinOptions{}); return err }, chat.ErrNotFound},
+			{"leave as non-member", func() error { _, err := e.Leave(ctx, w.room.ID, w.outsider.ID); return err }, chat.ErrNotMember},
+			{"receipt past the end", func() error { _, err := e.MarkRead(ctx, w.room.ID, w.ada.ID, 1000); return err }, chat.ErrInvalid},
+			{"receipt at 0", func() error { _, err := e.MarkDelivered(ctx, w.room.ID, w.ada.ID, 0); return err }, chat.ErrInvalid},
+			{"edit another's message", func() error {
+				_, err := e.Edit(ctx, w.room.ID, w.bob.ID, msg.Pos, chat.NewMessage{Text: "y"})
+				return err
+			}, chat.ErrForbidden},
+			{"edit a non-message", func() error {
+				_, err := e.Edit(ctx, w.room.ID, w.ada.ID, 1, chat.NewMessage{Text: "y"})
+				return err
+			}, chat.ErrNotFound},
+			{"typing as non-member", func() error { return e.StartTyping(ctx, w.room.ID, w.outsider.ID, "") }, chat.ErrNotMember},
+			{"stop typing as non-member", func() error { return e.StopTyping(ctx, w.room.ID, w.outsider.ID) }, chat.ErrNotMember},
+			{"read limit 0", func() error { _, err := e.Read(ctx, w.room.ID, 1, 0, false); return err }, chat.ErrInvalid},
+			{"follow past the end", func() error { _, err := e.Follow(ctx, w.room.ID, 1000); return err }, chat.ErrInvalid},
+			{"bad list filter", func() error { _, err := e.Rooms(ctx, chat.ListFilter{Offset: -1}); return err }, chat.ErrInvalid},
+			{"custom without name", func() error { _, err := e.Custom(ctx, w.room.ID, w.ada.ID, "", nil); return err }, chat.ErrInvalid},
+			{"oversized nickname", func() error {
+				_, err := e.Join(ctx, w.room.ID, w.outsider.ID, chat.JoinOptions{Nickname: longText(2000)})
+				return err
+			}, chat.ErrInvalid},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				before := w.last(t)
+				wantErr(t, c.op(), c.want)
+				if after := w.last(t); after != before {
+					t.Fatalf("transcript moved from %d to %d on a refused operation", before, after)
+				}
+			})
+		}
+	})
+}
+
+// TestMemberStateMachine walks the legal transitions and checks each illegal one is refused.
+func TestMemberStateMachine(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		e, _ := newEngine(t, newStore)
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Private: true}))
+		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+
+		wantErr(t, func() error { _, err := e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}); return err }(), chat.ErrForbidden)
+		inv := must[chat.Member](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{Nickname: "guest"}))
+		if inv.State != chat.Invited || inv.JoinNumber != 0 {
+			t.Fatalf("invited member %+v", inv)
+		}
+		wantErr(t, func() error { _, err := e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{}); return err }(), chat.ErrConflict)
+		j1 := must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{Role: chat.RoleAgent}))
+		if j1.ID != inv.ID || j1.State != chat.Joined || j1.JoinNumber != 1 || j1.Nickname != "guest" || j1.Role != chat.RoleAgent {
+			t.Fatalf("joined member %+v (invited %+v)", j1, inv)
+		}
+		l1 := must[chat.Member](t)(e.Leave(ctx, room.ID, u.ID))
+		if l1.ID != j1.ID || l1.State != chat.Left {
+			t.Fatalf("left member %+v", l1)
+		}
+		wantErr(t, func() error { _, err := e.Leave(ctx, room.ID, u.ID); return err }(), chat.ErrNotMember)
+		// Rejoining a private room needs a new invitation; it gets a new record and join number.
+		wantErr(t, func() error { _, err := e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}); return err }(), chat.ErrForbidden)
+		must[chat.Member](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{}))
+		j2 := must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		if j2.ID == j1.ID || j2.JoinNumber != 2 {
+			t.Fatalf("rejoined member %+v, first %+v", j2, j1)
+		}
+		members := must[[]chat.Member](t)(e.Members(ctx, room.ID))
+		if len(members) != 2 || members[0].State != chat.Left || members[1].State != chat.Joined {
+			t.Fatalf("members %+v", members)
+		}
+		ms := must[[]chat.Member](t)(e.Memberships(ctx, u.ID))
+		if len(ms) != 1 || ms[0].ID != j2.ID {
+			t.Fatalf("memberships %+v", ms)
+		}
+		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false))
+		var types []chat.EventType
+		for _, ev := range evs {
+			types = append(types, ev.Type)
+		}
+		want := []chat.EventType{chat.EventInvited, chat.EventJoined, chat.EventLeft, chat.EventInvited, chat.EventJoined}
+		if diff := cmp.Diff(want, types); diff != "" {
+			t.Fatalf("event types (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestReceiptsAreWatermarks: never backwards, never past the end, read implies delivered, and
+// an unchanged watermark appends nothing.
+func TestReceiptsAreWatermarks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		for i := 0; i < 3; i++ {
+			must[chat.Event](t)(e.Send(ctx, w.room.ID, w.bob.ID, chat.NewMessage{Text: "m"}))
+		}
+		last := w.last(t)
+		m := must[chat.Member](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, last-1))
+		if m.Delivered != last-1 || m.Read != 0 {
+			t.Fatalf("after delivered: %+v", m)
+		}
+		m = must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, last))
+		if m.Delivered != last || m.Read != last {
+			t.Fatalf("read must imply delivered: %+v", m)
+		}
+		after := w.last(t)
+		m = must[chat.Member](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, 2))
+		m = must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, 1))
+		if m.Delivered != last || m.Read != last {
+			t.Fatalf("watermarks moved backwards: %+v", m)
+		}
+		if w.last(t) != after {
+			t.Fatalf("a receipt that moved nothing appended an event")
+		}
+		ev := must[chat.Event](t)(e.Event(ctx, w.room.ID, after))
+		if ev.Type != chat.EventRead || ev.Ref != last || ev.User != w.ada.ID {
+			t.Fatalf("receipt event %+v", ev)
+		}
+	})
+}
+
+// TestEditDeleteDeriveMessageState: edits and deletes are new events; Message derives the
+// current state.
+func TestEditDeleteDeriveMessageState(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		orig := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "helo"}))
+		edit := must[chat.Event](t)(e.Edit(ctx, w.room.ID, w.ada.ID, orig.Pos, chat.NewMessage{Text: "hello"}))
+		if edit.Type != chat.EventEdit || edit.Ref != orig.Pos || edit.Pos != orig.Pos+1 {
+			t.Fatalf("edit event %+v", edit)
+		}
+		msg := must[chat.Message](t)(e.Message(ctx, w.room.ID, orig.Pos))
+		if msg.Text != "hello" || !msg.Edited.Equal(edit.Time) || !msg.Deleted.IsZero() {
+			t.Fatalf("edited message %+v", msg)
+		}
+		if got := must[chat.Event](t)(e.Event(ctx, w.room.ID, orig.Pos)); got.Text != "helo" {
+			t.Fatalf("the original event changed: %+v", got)
+		}
+		del := must[chat.Event](t)(e.Delete(ctx, w.room.ID, chat.System, orig.Pos))
+		msg = must[chat.Message](t)(e.Message(ctx, w.room.ID, orig.Pos))
+		if msg.Text != "" || !msg.Deleted.Equal(del.Time) {
+			t.Fatalf("deleted message %+v", msg)
+		}
+		wantErr(t, func() error {
+			_, err := e.Edit(ctx, w.room.ID, w.ada.ID, orig.Pos, chat.NewMessage{Text: "again"})
+			return err
+		}(), chat.ErrConflict)
+		wantErr(t, func() error { _, err := e.Delete(ctx, w.room.ID, w.ada.ID, orig.Pos); return err }(), chat.ErrConflict)
+	})
+}
+
+// TestTypingExpiresAndEndsOnSend uses the fake clock: typing lasts the TTL unless renewed, and
+// a message ends it without an extra event.
+func TestTypingExpiresAndEndsOnSend(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		checkNoLeak(t)
+		e, clock := newEngine(t, newStore, chat.WithTypingTTL(5*time.Second))
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		am := must[chat.Member](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+
+		if err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(3 * time.Second)
+		if err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil { // renew: no event
+			t.Fatal(err)
+		}
+		clock.Advance(3 * time.Second) // 6s after start, 3s after renewal
+		if ts := e.Typing(room.ID); len(ts) != 1 || ts[0].Member != am.ID || ts[0].Text != "he" {
+			t.Fatalf("typing after renewal: %+v", ts)
+		}
+		clock.Advance(3 * time.Second)
+		if ts := e.Typing(room.ID); len(ts) != 0 {
+			t.Fatalf("typing did not expire: %+v", ts)
+		}
+		if err := e.StartTyping(ctx, room.ID, ada.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		must[chat.Event](t)(e.Send(ctx, room.ID, ada.ID, chat.NewMessage{Text: "hello"}))
+		if ts := e.Typing(room.ID); len(ts) != 0 {
+			t.Fatalf("send did not end typing: %+v", ts)
+		}
+		clock.Advance(time.Minute) // the stale timer entry must do nothing
+		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false))
+		var types []chat.EventType
+		for _, ev := range evs {
+			types = append(types, ev.Type)
+		}
+		want := []chat.EventType{chat.EventJoined, chat.EventTypingStarted, chat.EventTypingStopped, chat.EventTypingStarted, chat.EventMessage}
+		if diff := cmp.Diff(want, types); diff != "" {
+			t.Fatalf("events (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestRoomTTLDeletesEmptyRoom: a room with EmptyTTL goes once it has had no joined member for
+// that long, and stays while someone is in it.
+func TestRoomTTLDeletesEmptyRoom(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		e, clock := newEngine(t, newStore)
+		busy := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{EmptyTTL: time.Minute}))
+		empty := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "temp", EmptyTTL: time.Minute}))
+		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		must[chat.Member](t)(e.Join(ctx, busy.ID, u.ID, chat.JoinOptions{}))
+		clock.Advance(61 * time.Second)
+		wantErr(t, func() error { _, err := e.Room(ctx, empty.ID); return err }(), chat.ErrNotFound)
+		must[chat.Room](t)(e.Room(ctx, busy.ID))
+		must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "temp"})) // the name is free again
+		must[chat.Member](t)(e.Leave(ctx, busy.ID, u.ID))
+		clock.Advance(30 * time.Second)
+		must[chat.Room](t)(e.Room(ctx, busy.ID))
+		clock.Advance(31 * time.Second)
+		wantErr(t, func() error { _, err := e.Room(ctx, busy.ID); return err }(), chat.ErrNotFound)
+	})
+}
+
+func TestDeleteRoomAndUser(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		f := must[*chat.Follower](t)(e.Follow(ctx, w.room.ID, 0))
+		defer f.Close()
+		other := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		must[chat.Member](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
+
+		if err := e.DeleteUser(ctx, w.ada.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, room := range []chat.ID{w.room.ID, other.ID} {
+			m := must[chat.Member](t)(e.Member(ctx, room, w.ada.ID))
+			if m.State != chat.Left {
+				t.Fatalf("deleted user's membership in %s is %s", room, m.State)
+			}
+		}
+		wantErr(t, func() error { _, err := e.User(ctx, w.ada.ID); return err }(), chat.ErrNotFound)
+		ev := must[chat.Event](t)(f.Next(ctx))
+		if ev.Type != chat.EventLeft || ev.User != w.ada.ID {
+			t.Fatalf("follower saw %+v", ev)
+		}
+
+		if err := e.DeleteRoom(ctx, w.room.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, func() error { _, err := f.Next(ctx); return err }(), chat.ErrNotFound)
+		wantErr(t, func() error { _, err := e.Read(ctx, w.room.ID, 1, 10, false); return err }(), chat.ErrNotFound)
+		wantErr(t, e.DeleteRoom(ctx, w.room.ID), chat.ErrNotFound)
+		must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "lobby"}))
+	})
+}
+
+func TestListRoomsPagesAndTimeRange(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		e, clock := newEngine(t, newStore)
+		var rooms []chat.Room
+		for i := 0; i < 5; i++ {
+			rooms = append(rooms, must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{})))
+			clock.Advance(time.Hour)
+		}
+		ids := func(rs []chat.Room) []chat.ID {
+			var out []chat.ID
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		cases := []struct {
+			f    chat.ListFilter
+			want []chat.Room
+		}{
+			{chat.ListFilter{}, rooms},
+			{chat.ListFilter{Limit: 2}, rooms[:2]},
+			{chat.ListFilter{Offset: 3}, rooms[3:]},
+			{chat.ListFilter{Offset: 9}, nil},
+			{chat.ListFilter{Desc: true, Limit: 2}, []chat.Room{rooms[4], rooms[3]}},
+			{chat.ListFilter{Since: epoch.Add(time.Hour), Until: epoch.Add(3 * time.Hour)}, rooms[1:3]},
+			{chat.ListFilter{Since: epoch.Add(90 * time.Minute), Desc: true, Offset: 1}, []chat.Room{rooms[3], rooms[2]}},
+		}
+		for _, c := range cases {
+			got := must[[]chat.Room](t)(e.Rooms(ctx, c.f))
+			if diff := cmp.Diff(ids(c.want), ids(got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("filter %+v (-want +got):\n%s", c.f, diff)
+			}
+		}
+	})
+}
+
+func TestTimesStrictlyIncrease(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore) // the fake clock stands still: every event has the same Now
+		for i := 0; i < 20; i++ {
+			must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "tick"}))
+		}
+		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, 1, 100, false))
+		for i := 1; i < len(evs); i++ {
+			if !evs[i].Time.After(evs[i-1].Time) {
+				t.Fatalf("event %d at %v, not after %v", evs[i].Pos, evs[i].Time, evs[i-1].Time)
+			}
+		}
+	})
+}
+
+func TestCloseEndsFollowersAndFeeds(t *testing.T) {
+	checkNoLeak(t)
+	e, _ := newEngine(t, storeFactories[0].new)
+	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+	f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
+	feed := e.Feed()
+	errs := make(chan error, 2)
+	go func() { _, err := f.Next(ctx); errs <- err }()
+	go func() { _, err := feed.Next(ctx); errs <- err }()
+	time.Sleep(10 * time.Millisecond)
+	e.Close()
+	for i := 0; i < 2; i++ {
+		wantErr(t, <-errs, chat.ErrClosed)
+	}
+	wantErr(t, func() error { _, err := e.CreateRoom(ctx, chat.NewRoom{}); return err }(), chat.ErrClosed)
+}

@@ -1,0 +1,219 @@
+package chat_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/chat"
+)
+
+// TestFollowUnderConcurrentAppends: followers that start before, during and after a burst of
+// concurrent appends, one of them deliberately slow, each see every position exactly once and
+// in order, with the content the store holds.
+func TestFollowUnderConcurrentAppends(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		checkNoLeak(t)
+		const writers, each = 8, 300
+		e, _ := newEngine(t, newStore, chat.WithFollowBuffer(16))
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		var users []chat.User
+		for i := 0; i < writers; i++ {
+			u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+			must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+			users = append(users, u)
+		}
+		total := uint64(writers + writers*each)
+
+		type result struct {
+			name string
+			evs  []chat.Event
+			err  error
+		}
+		results := make(chan result, 3)
+		follow := func(name string, from uint64, delay func(i int)) {
+			f, err := e.Follow(ctx, room.ID, from)
+			if err != nil {
+				results <- result{name: name, err: err}
+				return
+			}
+			defer f.Close()
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			var evs []chat.Event
+			for f.Pos() <= total {
+				ev, err := f.Next(ctx)
+				if err != nil {
+					results <- result{name, evs, err}
+					return
+				}
+				evs = append(evs, ev)
+				delay(len(evs))
+			}
+			results <- result{name, evs, nil}
+		}
+		go follow("fast", 1, func(int) {})
+		go follow("slow", 1, func(i int) {
+			if i%50 == 0 {
+				time.Sleep(2 * time.Millisecond) // falls behind the 16-event ring
+			}
+		})
+
+		var wg sync.WaitGroup
+		for _, u := range users {
+			wg.Add(1)
+			go func(u chat.User) {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					if _, err := e.Send(ctx, room.ID, u.ID, chat.NewMessage{Text: fmt.Sprint(i)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}(u)
+		}
+		time.Sleep(5 * time.Millisecond)
+		go follow("late", 3, func(int) {}) // starts mid-burst, from history
+		wg.Wait()
+
+		stored := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 1000, false))
+		for len(stored) < int(total) {
+			stored = append(stored, must[[]chat.Event](t)(e.Read(ctx, room.ID, uint64(len(stored)+1), 1000, false))...)
+		}
+		for i := 0; i < 3; i++ {
+			r := <-results
+			if r.err != nil {
+				t.Fatalf("%s follower: %v after %d events", r.name, r.err, len(r.evs))
+			}
+			first := r.evs[0].Pos
+			for j, ev := range r.evs {
+				want := stored[first-1+uint64(j)]
+				if ev.Pos != first+uint64(j) || ev.ID != want.ID || ev.Text != want.Text {
+					t.Fatalf("%s follower: event %d is %d/%q, store has %d/%q", r.name, j, ev.Pos, ev.Text, want.Pos, want.Text)
+				}
+			}
+			if last := r.evs[len(r.evs)-1].Pos; last != total {
+				t.Fatalf("%s follower ended at %d of %d", r.name, last, total)
+			}
+		}
+	})
+}
+
+// TestStalledFollowerNeitherBlocksNorGrows: a follower that never reads does not slow writers
+// and holds no more than its room's bounded buffer.
+func TestStalledFollowerNeitherBlocksNorGrows(t *testing.T) {
+	const n = 20000
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	run := func(withFollower bool) uint64 {
+		before := heap()
+		e, _ := newEngine(t, storeFactories[0].new, chat.WithFollowBuffer(64))
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		if withFollower {
+			f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 1))
+			defer f.Close()
+			must[chat.Event](t)(f.Next(ctx)) // then it stalls
+		}
+		text := longText(100)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, err := e.Send(ctx, room.ID, u.ID, chat.NewMessage{Text: text}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("%d appends took %v", n, d)
+		}
+		return heap() - before
+	}
+	without := run(false)
+	with := run(true)
+	// Each event is ~250 bytes in the store: 20k of them are ~5 MB. A stalled follower may
+	// hold its room's ring (64 events) and one batch, far less than 1 MB.
+	if with > without && with-without > 1<<20 {
+		t.Fatalf("a stalled follower grew the heap by %d bytes", with-without)
+	}
+}
+
+// TestFeedLagsAndRepairs: a Feed consumer that falls behind is told, and can repair from the
+// rooms' LastPos.
+func TestFeedLagsAndRepairs(t *testing.T) {
+	e, _ := newEngine(t, storeFactories[0].new, chat.WithFeedBuffer(8))
+	feed := e.Feed()
+	defer feed.Close()
+	var rooms []chat.Room
+	for i := 0; i < 3; i++ {
+		rooms = append(rooms, must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{})))
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := e.Notice(ctx, rooms[i%3].ID, "n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[chat.ID]uint64{}
+	var lagged bool
+	for {
+		c, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		ev, err := feed.Next(c)
+		cancel()
+		if errors.Is(err, chat.ErrLagged) {
+			lagged = true
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if last := seen[ev.RoomID]; ev.Pos != last+1 && !lagged {
+			t.Fatalf("feed out of order before any lag: room %s %d after %d", ev.RoomID, ev.Pos, last)
+		}
+		seen[ev.RoomID] = ev.Pos
+	}
+	if !lagged {
+		t.Fatal("30 events through an 8-event feed did not lag")
+	}
+	// Repair: every room whose LastPos is ahead of what was seen.
+	for _, r := range must[[]chat.Room](t)(e.Rooms(ctx, chat.ListFilter{})) {
+		if r.LastPos > seen[r.ID] {
+			missed := must[[]chat.Event](t)(e.Read(ctx, r.ID, seen[r.ID]+1, 100, false))
+			seen[r.ID] += uint64(len(missed))
+		}
+		if seen[r.ID] != 10 {
+			t.Fatalf("room %s repaired to %d of 10", r.ID, seen[r.ID])
+		}
+	}
+	// After the lag the feed goes on.
+	must[chat.Event](t)(e.Notice(ctx, rooms[0].ID, "after"))
+	ev := must[chat.Event](t)(feed.Next(ctx))
+	if ev.Text != "after" {
+		t.Fatalf("feed after repair gave %+v", ev)
+	}
+}
+
+func TestFollowFromNowAndClose(t *testing.T) {
+	checkNoLeak(t)
+	w := newWorld(t, storeFactories[0].new)
+	f := must[*chat.Follower](t)(w.e.Follow(ctx, w.room.ID, 0))
+	if f.Pos() != w.last(t)+1 {
+		t.Fatalf("follow from now starts at %d", f.Pos())
+	}
+	done := make(chan error)
+	go func() { _, err := f.Next(ctx); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	f.Close()
+	select {
+	case err := <-done:
+		wantErr(t, err, chat.ErrClosed)
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not end a waiting Next")
+	}
+}

@@ -1,0 +1,98 @@
+package chat_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/storage/memory"
+)
+
+// storeFactory makes a fresh Store for a test; every engine test runs on each of them.
+type storeFactory struct {
+	name string
+	new  func(t testing.TB) chat.Store
+}
+
+var storeFactories = []storeFactory{
+	{"memory", func(testing.TB) chat.Store { return memory.New() }},
+}
+
+// forEachStore runs f as a subtest on every store.
+func forEachStore(t *testing.T, f func(t *testing.T, newStore func(testing.TB) chat.Store)) {
+	for _, sf := range storeFactories {
+		t.Run(sf.name, func(t *testing.T) { f(t, sf.new) })
+	}
+}
+
+var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// newEngine opens an engine with a fake clock on a fresh store and closes both at the end.
+func newEngine(t testing.TB, newStore func(testing.TB) chat.Store, opts ...chat.Option) (*chat.Engine, *fakeclock.Clock) {
+	t.Helper()
+	clock := fakeclock.New(epoch)
+	store := newStore(t)
+	e, err := chat.Open(context.Background(), store, append([]chat.Option{chat.WithClock(clock)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.Close()
+		store.Close()
+	})
+	return e, clock
+}
+
+func must[T any](t testing.TB) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func wantErr(t testing.TB, err, target error) {
+	t.Helper()
+	if target == nil {
+		if err != nil {
+			t.Fatalf("unexpected error %v", err)
+		}
+		return
+	}
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v, want %v", err, target)
+	}
+}
+
+// checkNoLeak fails if goroutines started during the test are still running shortly after it.
+func checkNoLeak(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+var ctx = context.Background()
+
+func longText(n int) string { return strings.Repeat("x", n) }
