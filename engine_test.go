@@ -1,6 +1,7 @@
 package chat_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -397,4 +398,35 @@ func TestCloseEndsFollowersAndFeeds(t *testing.T) {
 		wantErr(t, <-errs, chat.ErrClosed)
 	}
 	wantErr(t, func() error { _, err := e.CreateRoom(ctx, chat.NewRoom{}); return err }(), chat.ErrClosed)
+}
+
+// TestTypingExpiresOnTheRealClock runs the shared timer on the system clock.
+func TestTypingExpiresOnTheRealClock(t *testing.T) {
+	checkNoLeak(t)
+	store := storeFactories[0].new(t)
+	e, err := chat.Open(ctx, store, chat.WithTypingTTL(30*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer e.Close()
+	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+	u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+	must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+	f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
+	defer f.Close()
+	if err := e.StartTyping(ctx, room.ID, u.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []chat.EventType{chat.EventTypingStarted, chat.EventTypingStopped} {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ev, err := f.Next(c)
+		cancel()
+		if err != nil || ev.Type != want {
+			t.Fatalf("got %v %v, want %s", ev.Type, err, want)
+		}
+	}
+	if ts := e.Typing(room.ID); len(ts) != 0 {
+		t.Fatalf("still typing: %+v", ts)
+	}
 }
