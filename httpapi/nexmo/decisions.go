@@ -1,0 +1,153 @@
+package nexmo
+
+import (
+	"net/http"
+	"time"
+)
+
+// This file holds every decision of ours (README "ours", or a gap the vendor's documents leave)
+// in one place, so that each can be changed when better evidence appears. Facts from the
+// vendor's documents are implemented where they are used and cited there.
+
+// Limits and defaults.
+const (
+	// DefaultMaxBodyBytes is the largest request body accepted when Config.MaxBodyBytes is 0;
+	// a larger one is answered 413 before anything is stored. (ours)
+	DefaultMaxBodyBytes = 1 << 20
+
+	// defaultTokenLifetime is how long a token without `exp` lives after its `iat`, and
+	// maxTokenLifetime the longest `exp - iat` accepted. (fact: the vendor's JWT rules)
+	defaultTokenLifetime = 15 * time.Minute
+	maxTokenLifetime     = 24 * time.Hour
+
+	// defaultPageSize and maxPageSize bound the HAL lists (fact), and, by our choice, the
+	// plain-array user list too (the spec gives it no paging: ours).
+	defaultPageSize = 10
+	maxPageSize     = 100
+
+	// maxEventsPage is the most events one GET .../events answers. The spec lists no paging
+	// for events; the vendor's clients page with start_id/end_id, which we accept. (ours)
+	maxEventsPage = 1000
+
+	// maxTTLSeconds bounds properties.ttl (ten years) so that it fits a time.Duration. (ours)
+	maxTTLSeconds = 10 * 365 * 24 * 3600
+
+	// appendedScan is how many events after the room's last position before an operation are
+	// searched for the event it appended, when the engine call returns no event (member
+	// changes, receipts, typing). (ours; see eventForOp)
+	appendedScan = 1000
+)
+
+// Attribute keys this surface keeps on engine rooms and users (Room.Attributes and
+// User.Attributes are opaque per-surface data). (ours)
+const (
+	attrNumbers    = "nexmo.numbers"    // the conversation's `numbers` object, as JSON
+	attrProperties = "nexmo.properties" // the conversation's `properties` object minus ttl, as JSON
+	attrChannels   = "nexmo.channels"   // the user's `channels` object, as JSON
+)
+
+// timeFormat renders timestamps: RFC 3339 in UTC with milliseconds, as the spec's examples
+// ("2020-01-01T14:00:00.00Z"). (fact: RFC 3339; ours: millisecond precision)
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Error codes. The ones the README lists as facts are the vendor's; the others are ours,
+// named in the vendor's "<resource>:error:<what>" scheme.
+const (
+	codeValidation     = "http:error:validation-fail"              // 400 (fact)
+	codeConvDuplicate  = "conversation:error:duplicate-name"       // 400 (fact)
+	codeUserDuplicate  = "user:error:duplicate-name"               // 400 (fact)
+	codeInvalidToken   = "system:error:invalid-token"              // 401 (fact)
+	codeExpiredToken   = "system:error:expired-token"              // 401 (fact)
+	codePermission     = "system:error:permission"                 // 403 (fact)
+	codeConvNotFound   = "conversation:error:not-found"            // 404 (fact)
+	codeUserNotFound   = "user:error:not-found"                    // 404 (fact)
+	codeMemberNotFound = "member:error:not-found"                  // 404 (fact)
+	codeEventNotFound  = "event:error:not-found"                   // 404 (fact)
+	codeMethod         = "http:error:method-not-allowed"           // 405 (fact)
+	codeLegNotFound    = "leg:error:not-found"                     // 404 (ours)
+	codeRouteNotFound  = "http:error:not-found"                    // 404 for an unknown path (ours)
+	codeTooLarge       = "http:error:request-too-large"            // 413 (ours)
+	codeMemberState    = "conversation:error:invalid-member-state" // 400: illegal member transition (ours)
+	codeEventConflict  = "event:error:already-deleted"             // 400: deleting a deleted message (ours)
+	codeEnded          = "conversation:error:ended"                // 400: the conversation has ended (ours)
+	codeUnavailable    = "system:error:unavailable"                // 503: engine closed (ours)
+	codeInternal       = "system:error:internal-error"             // 500 (ours)
+)
+
+// statusFor is the HTTP status of each code.
+var statusFor = map[string]int{
+	codeValidation: http.StatusBadRequest, codeConvDuplicate: http.StatusBadRequest,
+	codeUserDuplicate: http.StatusBadRequest, codeInvalidToken: http.StatusUnauthorized,
+	codeExpiredToken: http.StatusUnauthorized, codePermission: http.StatusForbidden,
+	codeConvNotFound: http.StatusNotFound, codeUserNotFound: http.StatusNotFound,
+	codeMemberNotFound: http.StatusNotFound, codeEventNotFound: http.StatusNotFound,
+	codeMethod: http.StatusMethodNotAllowed, codeLegNotFound: http.StatusNotFound,
+	codeRouteNotFound: http.StatusNotFound, codeTooLarge: http.StatusRequestEntityTooLarge,
+	codeMemberState: http.StatusBadRequest, codeEventConflict: http.StatusBadRequest,
+	codeEnded: http.StatusBadRequest, codeUnavailable: http.StatusServiceUnavailable,
+	codeInternal: http.StatusInternalServerError,
+}
+
+// Event types on the wire. The first group is the vendor's (fact). Engine events that have
+// no vendor type are rendered as custom events named after the engine type (ours):
+//
+//	engine EventEdit      → "custom:edit"      body {event_id, text[, body]}
+//	engine EventNickname  → "custom:nickname"  body {nickname}
+//	engine EventEnded     → "custom:ended"     body {}
+//	engine EventNotice    → "text" without `from` (a text from the program, like an admin
+//	                        text sent without `from`)
+//
+// A client can create custom:edit etc. itself; those are engine custom events and render
+// the same way, which is what the vendor does with any custom:<name>.
+const (
+	typeText         = "text"
+	typeImage        = "image"
+	typeInvited      = "member:invited"
+	typeJoined       = "member:joined"
+	typeLeft         = "member:left"
+	typeMedia        = "member:media" // voice only: refused with 400 (ours; no media in chat)
+	typeSeen         = "text:seen"
+	typeDelivered    = "text:delivered"
+	typeTypingOn     = "text:typing:on"
+	typeTypingOff    = "text:typing:off"
+	typeDelete       = "event:delete"
+	typeCustomPrefix = "custom:"
+)
+
+// Permissions of a user token (a JWT with `sub`); an admin token (no `sub`) may do
+// everything. (README ours: "no sub = admin; with sub = that user, limited to its own
+// conversations and memberships".) A conversation is the user's own while the user has an
+// invited or joined membership in it.
+//
+//	POST   /conversations                     allowed (the creator is not made a member)
+//	GET    /conversations                     admin only (the spec: "requires an admin JWT")
+//	GET    /conversations/{id}                own conversation
+//	PUT    /conversations/{id}                own conversation, joined
+//	DELETE /conversations/{id}                admin only
+//	GET    .../events, .../events/{id}        own conversation; only events visible to the
+//	                                          user's member (Event.Visibility, Event.To)
+//	POST   .../events                         `from` must be the user's own member
+//	DELETE .../events/{id}                    own conversation; the engine allows only the author
+//	GET    .../members, .../members/{id}      own conversation
+//	POST   .../members                        join: only itself, in any conversation the engine
+//	                                          lets it join; invite: anyone, as itself (the
+//	                                          engine requires the inviter to be joined)
+//	PUT/DELETE .../members/{id}               its own member only
+//	GET    /users, /users/{id}                allowed (names are needed to show members)
+//	POST   /users, DELETE /users/{id}         admin only (the spec: users are created by admins)
+//	PUT    /users/{id}                        itself only
+//	GET    /users/{id}/conversations          itself only
+//	GET    /legs, DELETE /legs/{id}           admin only
+//
+// A token whose `sub` names no user is an invalid token (401), not a forbidden one. The
+// `acl` claim is not enforced: the rules above decide.
+
+// defaultMemberAction is the action of POST .../members when the body gives none: the spec's
+// example is "join". (ours)
+const defaultMemberAction = "join"
+
+// The only member channel type a chat member can have: phone, sip and websocket channels are
+// voice legs, which a chat engine has none of, so they are refused with 400. Every member
+// renders channel {"type":"app"}. (ours; the engine keeps no per-member surface data to store
+// anything else: see the report)
+const channelApp = "app"

@@ -1,0 +1,388 @@
+package nexmo
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/parley-chat/chat"
+)
+
+// visible reports whether the member self (zero for an admin) may see ev: the engine's
+// visibility role, and a message addressed to one member only to it and its sender.
+func visible(admin bool, self chat.Member, ev *chat.Event) bool {
+	if admin {
+		return true
+	}
+	if !ev.VisibleTo(self.Role) {
+		return false
+	}
+	if ev.Type == chat.EventMessage && !ev.To.IsZero() {
+		return ev.To == self.ID || ev.From == self.ID || ev.User == self.UserID
+	}
+	return true
+}
+
+func (h *Handler) listEvents(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	self, err := h.access(q, r)
+	if err != nil {
+		return err
+	}
+	eq, err := parseEventsQuery(q.r.URL.Query())
+	if err != nil {
+		return err
+	}
+	from := eq.StartID
+	if eq.Desc {
+		from = eq.EndID // 0: the last
+	}
+	evs, err := h.e.Read(q.ctx, r.ID, from, eq.PageSize, eq.Desc)
+	if err != nil {
+		return fail(err, resConversation, "")
+	}
+	n := h.names(q.ctx, r.ID)
+	out := make([]event, 0, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		if (eq.EndID != 0 && ev.Pos > eq.EndID) || (eq.StartID != 0 && ev.Pos < eq.StartID) {
+			break
+		}
+		if !visible(q.p.admin, self, ev) {
+			continue
+		}
+		e, err := h.renderEvent(n, ev)
+		if err != nil {
+			return err
+		}
+		if eq.Type != "" && e.Type != eq.Type {
+			continue
+		}
+		out = append(out, e)
+	}
+	writeJSON(q.w, http.StatusOK, out)
+	return nil
+}
+
+// eventParam parses the event id of the path; a malformed id is an unknown event.
+func eventParam(q *request) (uint64, error) {
+	pos, ok := parseEventID(q.params[1])
+	if !ok {
+		return 0, fail(chat.ErrNotFound, resEvent, "")
+	}
+	return pos, nil
+}
+
+func (h *Handler) getEvent(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	self, err := h.access(q, r)
+	if err != nil {
+		return err
+	}
+	pos, err := eventParam(q)
+	if err != nil {
+		return err
+	}
+	ev, err := h.e.Event(q.ctx, r.ID, pos)
+	if err != nil {
+		return fail(err, resEvent, "")
+	}
+	if !visible(q.p.admin, self, &ev) {
+		return fail(chat.ErrNotFound, resEvent, "")
+	}
+	out, err := h.renderEvent(h.names(q.ctx, r.ID), &ev)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, out)
+	return nil
+}
+
+func (h *Handler) deleteEvent(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	if _, err := h.access(q, r); err != nil {
+		return err
+	}
+	pos, err := eventParam(q)
+	if err != nil {
+		return err
+	}
+	if _, err := h.e.Delete(q.ctx, r.ID, q.p.engineUser(), pos); err != nil {
+		return fail(err, resEvent, "")
+	}
+	writeJSON(q.w, http.StatusOK, emptyObject)
+	return nil
+}
+
+// memberParam resolves a member id of the request (path or body) in room; unknown or
+// malformed ids are member:error:not-found.
+func (h *Handler) memberParam(ctx context.Context, room chat.ID, s string) (chat.Member, error) {
+	id, ok := parseID(prefixMember, s)
+	if !ok {
+		return chat.Member{}, fail(chat.ErrNotFound, resMember, "")
+	}
+	m, err := h.e.MemberByID(ctx, room, id)
+	return m, fail(err, resMember, "")
+}
+
+// eventForOp finds the event an engine call appended when the call returns none (joins,
+// invitations, leaves, receipts, typing): the first event after position `after` (the room's
+// last position before the call) that matches. Each of those events names the membership
+// record it is about, so the match is exact; ok is false when the call appended nothing (a
+// receipt that did not move a watermark, typing that was only renewed, or stopping typing
+// that was not on).
+func (h *Handler) eventForOp(ctx context.Context, room chat.ID, after uint64, match func(*chat.Event) bool) (chat.Event, bool, error) {
+	evs, err := h.e.Read(ctx, room, after+1, appendedScan, false)
+	if err != nil {
+		return chat.Event{}, false, err
+	}
+	for i := range evs {
+		if match(&evs[i]) {
+			return evs[i], true, nil
+		}
+	}
+	return chat.Event{}, false, nil
+}
+
+// answerCreated answers an event creation: 201 with the event appended; when the engine
+// appended none (the state asked for was already the state), 200 with an empty object: no
+// event was created, so there is no honest id to give. (ours)
+func (h *Handler) answerCreated(q *request, ev chat.Event, ok bool) {
+	if !ok {
+		writeJSON(q.w, http.StatusOK, emptyObject)
+		return
+	}
+	writeJSON(q.w, http.StatusCreated, createdEvent{ID: ev.Pos, Timestamp: ts(ev.Time), Href: h.eventHref(ev.RoomID, ev.Pos)})
+}
+
+func (h *Handler) createEvent(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	if _, err := h.access(q, r); err != nil {
+		return err
+	}
+	b, err := q.body()
+	if err != nil {
+		return err
+	}
+	in, err := parseEvent(b)
+	if err != nil {
+		return err
+	}
+	// from: the member the event comes from. A user may only speak as its own member; an
+	// admin may leave it out for texts, images, custom events and deletes, which then come
+	// from the program (chat.System).
+	var from chat.Member
+	actor := chat.System
+	if in.From != "" {
+		if from, err = h.memberParam(q.ctx, r.ID, in.From); err != nil {
+			return err
+		}
+		actor = from.UserID
+	}
+	if !q.p.admin && (in.From == "" || from.UserID != q.p.user.ID) {
+		if in.From == "" {
+			return validation("from", "is required")
+		}
+		return forbidden("You may only create events from your own member.")
+	}
+	needFrom := func() error {
+		if in.From == "" {
+			return validation("from", "is required for "+in.Type)
+		}
+		return nil
+	}
+	var to chat.ID
+	if in.To != "" {
+		m, err := h.memberParam(q.ctx, r.ID, in.To)
+		if err != nil {
+			return err
+		}
+		to = m.ID
+	}
+	after := r.LastPos
+	ofMember := func(t chat.EventType, ref uint64) func(*chat.Event) bool {
+		return func(ev *chat.Event) bool {
+			return ev.Type == t && ev.From == from.ID && (ref == 0 || ev.Ref == ref)
+		}
+	}
+
+	switch typ := in.Type; {
+	case typ == typeText:
+		text, err := textBody(in.Body)
+		if err != nil {
+			return err
+		}
+		ev, err := h.e.Send(q.ctx, r.ID, actor, chat.NewMessage{Text: text, To: to})
+		if err != nil {
+			return fail(err, resConversation, "body.text")
+		}
+		h.answerCreated(q, ev, true)
+
+	case typ == typeImage:
+		if in.Body == nil {
+			return validation("body", "is required")
+		}
+		ev, err := h.e.Send(q.ctx, r.ID, actor, chat.NewMessage{Text: imageURL(in.Body), Body: in.Body, To: to})
+		if err != nil {
+			return fail(err, resConversation, "body")
+		}
+		h.answerCreated(q, ev, true)
+
+	case strings.HasPrefix(typ, typeCustomPrefix) && len(typ) > len(typeCustomPrefix):
+		ev, err := h.e.Custom(q.ctx, r.ID, actor, strings.TrimPrefix(typ, typeCustomPrefix), in.Body)
+		if err != nil {
+			return fail(err, resConversation, "type")
+		}
+		h.answerCreated(q, ev, true)
+
+	case typ == typeDelete:
+		pos, err := eventIDBody(in.Body)
+		if err != nil {
+			return err
+		}
+		ev, err := h.e.Delete(q.ctx, r.ID, actor, pos)
+		if err != nil {
+			return fail(err, resEvent, "body.event_id")
+		}
+		h.answerCreated(q, ev, true)
+
+	case typ == typeSeen || typ == typeDelivered:
+		if err := needFrom(); err != nil {
+			return err
+		}
+		pos, err := eventIDBody(in.Body)
+		if err != nil {
+			return err
+		}
+		mark, et := h.e.MarkRead, chat.EventRead
+		if typ == typeDelivered {
+			mark, et = h.e.MarkDelivered, chat.EventDelivered
+		}
+		if from.State != chat.Joined {
+			return forbidden("You are not a joined member of this conversation.")
+		}
+		if _, err := mark(q.ctx, r.ID, actor, pos); err != nil {
+			return fail(err, resEvent, "body.event_id")
+		}
+		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, ofMember(et, pos))
+		if err != nil {
+			return fail(err, resConversation, "")
+		}
+		h.answerCreated(q, ev, ok)
+
+	case typ == typeTypingOn || typ == typeTypingOff:
+		if err := needFrom(); err != nil {
+			return err
+		}
+		if from.State != chat.Joined {
+			return forbidden("You are not a joined member of this conversation.")
+		}
+		et := chat.EventTypingStopped
+		if typ == typeTypingOn {
+			preview, err := typingBody(in.Body)
+			if err != nil {
+				return err
+			}
+			if err := h.e.StartTyping(q.ctx, r.ID, actor, preview); err != nil {
+				return fail(err, resConversation, "body.text")
+			}
+			et = chat.EventTypingStarted
+		} else if err := h.e.StopTyping(q.ctx, r.ID, actor); err != nil {
+			return fail(err, resConversation, "")
+		}
+		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, ofMember(et, 0))
+		if err != nil {
+			return fail(err, resConversation, "")
+		}
+		h.answerCreated(q, ev, ok)
+
+	case typ == typeJoined:
+		if err := needFrom(); err != nil {
+			return err
+		}
+		m, err := h.join(q, r, from)
+		if err != nil {
+			return err
+		}
+		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventJoined && ev.From == m.ID })
+		if err != nil {
+			return fail(err, resConversation, "")
+		}
+		h.answerCreated(q, ev, ok)
+
+	case typ == typeLeft:
+		if err := needFrom(); err != nil {
+			return err
+		}
+		m, err := h.leave(q, r, from)
+		if err != nil {
+			return err
+		}
+		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventLeft && ev.From == m.ID })
+		if err != nil {
+			return fail(err, resConversation, "")
+		}
+		h.answerCreated(q, ev, ok)
+
+	case typ == typeInvited:
+		// The invitee is body.user {id | name}; from, when given, is the inviter's member.
+		var body struct {
+			User struct {
+				ID   string `json:"id"`
+				Name string `json:"name"`
+			} `json:"user"`
+		}
+		if in.Body == nil {
+			return validation("body.user", "is required")
+		}
+		if err := decodeObject(in.Body, &body, false); err != nil {
+			return retarget(err, "body")
+		}
+		invitee, err := h.userRef(q.ctx, body.User.ID, body.User.Name, "body.user")
+		if err != nil {
+			return err
+		}
+		m, err := h.e.Invite(q.ctx, r.ID, invitee.ID, chat.InviteOptions{By: actor})
+		if err != nil {
+			return fail(err, resMember, "body.user")
+		}
+		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventInvited && ev.To == m.ID })
+		if err != nil {
+			return fail(err, resConversation, "")
+		}
+		h.answerCreated(q, ev, ok)
+
+	default: // member:media and anything unknown
+		return validation("type", "unsupported event type "+typ)
+	}
+	return nil
+}
+
+// userRef resolves a user given by wire id or by name.
+func (h *Handler) userRef(ctx context.Context, id, name, field string) (chat.User, error) {
+	switch {
+	case id != "":
+		uid, ok := parseID(prefixUser, id)
+		if !ok {
+			return chat.User{}, fail(chat.ErrNotFound, resUser, "")
+		}
+		u, err := h.e.User(ctx, uid)
+		return u, fail(err, resUser, "")
+	case name != "":
+		u, err := h.e.UserByName(ctx, name)
+		return u, fail(err, resUser, "")
+	}
+	return chat.User{}, validation(field, "a user id or name is required")
+}

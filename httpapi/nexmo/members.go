@@ -1,0 +1,187 @@
+package nexmo
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/parley-chat/chat"
+)
+
+// join joins an invited member (the member state machine: INVITED → JOINED keeps the member
+// id; a LEFT member cannot be joined again: its user joins anew and gets a new member id).
+func (h *Handler) join(q *request, r chat.Room, m chat.Member) (chat.Member, error) {
+	if m.State != chat.Invited {
+		return chat.Member{}, fail(fmt.Errorf("member is %s: %w", m.State, chat.ErrConflict), resMember, "")
+	}
+	j, err := h.e.Join(q.ctx, r.ID, m.UserID, chat.JoinOptions{})
+	if err != nil {
+		return chat.Member{}, fail(err, resMember, "")
+	}
+	if j.ID != m.ID { // another request made the invitation a new membership meanwhile
+		return chat.Member{}, fail(fmt.Errorf("member %s changed: %w", memberID(m.ID), chat.ErrConflict), resMember, "")
+	}
+	return j, nil
+}
+
+// leave ends an invited or joined member: LEFT, and a member:left event.
+func (h *Handler) leave(q *request, r chat.Room, m chat.Member) (chat.Member, error) {
+	if m.State == chat.Left {
+		return chat.Member{}, fail(fmt.Errorf("member has left: %w", chat.ErrConflict), resMember, "")
+	}
+	l, err := h.e.Leave(q.ctx, r.ID, m.UserID)
+	if err != nil {
+		return chat.Member{}, fail(err, resMember, "")
+	}
+	return l, nil
+}
+
+// ownMember refuses a user token acting on another user's member.
+func (q *request) ownMember(m chat.Member) error {
+	if !q.p.admin && m.UserID != q.p.user.ID {
+		return forbidden("You may only change your own member.")
+	}
+	return nil
+}
+
+func (h *Handler) listMembers(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	if _, err := h.access(q, r); err != nil {
+		return err
+	}
+	ms, err := h.e.Members(q.ctx, r.ID)
+	if err != nil {
+		return fail(err, resConversation, "")
+	}
+	n := h.names(q.ctx, r.ID)
+	out := make([]memberListItem, 0, len(ms))
+	for _, m := range ms {
+		name, err := n.user(m.UserID)
+		if err != nil {
+			return err
+		}
+		out = append(out, memberListItem{ID: memberID(m.ID), UserID: userID(m.UserID), UserName: name, Name: name, State: state(m.State)})
+	}
+	writeJSON(q.w, http.StatusOK, out)
+	return nil
+}
+
+func (h *Handler) createMember(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	b, err := q.body()
+	if err != nil {
+		return err
+	}
+	in, err := parseMember(b)
+	if err != nil {
+		return err
+	}
+	u, err := h.userRef(q.ctx, in.UserID, in.UserName, "user_id")
+	if err != nil {
+		return err
+	}
+	by := q.p.engineUser()
+	if in.MemberIDInviting != "" {
+		inviter, err := h.memberParam(q.ctx, r.ID, in.MemberIDInviting)
+		if err != nil {
+			return err
+		}
+		if err := q.ownMember(inviter); err != nil {
+			return err
+		}
+		by = inviter.UserID
+	}
+	var m chat.Member
+	switch in.Action {
+	case "invite":
+		m, err = h.e.Invite(q.ctx, r.ID, u.ID, chat.InviteOptions{By: by})
+	default: // join
+		if !q.p.admin && u.ID != q.p.user.ID {
+			return forbidden("You may only join yourself; invite others.")
+		}
+		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{})
+	}
+	if err != nil {
+		return fail(err, resMember, "user_id")
+	}
+	out, err := h.renderMember(h.names(q.ctx, r.ID), m)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusCreated, out)
+	return nil
+}
+
+func (h *Handler) getMember(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	if _, err := h.access(q, r); err != nil {
+		return err
+	}
+	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
+	if err != nil {
+		return err
+	}
+	out, err := h.renderMember(h.names(q.ctx, r.ID), m)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, out)
+	return nil
+}
+
+func (h *Handler) updateMember(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
+	if err != nil {
+		return err
+	}
+	if err := q.ownMember(m); err != nil {
+		return err
+	}
+	b, err := q.body()
+	if err != nil {
+		return err
+	}
+	if err := parseMemberUpdate(b); err != nil {
+		return err
+	}
+	if m, err = h.join(q, r, m); err != nil {
+		return err
+	}
+	out, err := h.renderMember(h.names(q.ctx, r.ID), m)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, out)
+	return nil
+}
+
+func (h *Handler) deleteMember(q *request) error {
+	r, err := h.room(q)
+	if err != nil {
+		return err
+	}
+	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
+	if err != nil {
+		return err
+	}
+	if err := q.ownMember(m); err != nil {
+		return err
+	}
+	if _, err := h.leave(q, r, m); err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, emptyObject)
+	return nil
+}

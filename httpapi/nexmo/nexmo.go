@@ -1,0 +1,255 @@
+// Package nexmo serves the Nexmo Conversation API 1.6.0 (the `/beta` REST API) on a Parley
+// chat engine.
+//
+// New returns an http.Handler that translates the vendor's wire to engine calls and holds no
+// chat logic of its own: a Nexmo conversation is an engine room (CON-<room UUID>), a member
+// an engine membership record (MEM-<uuid>; a user who rejoins gets a new one), a user an
+// engine user with a unique name (USR-<uuid>), and an event id the engine position of the
+// event in its room. A text sent here is an engine message that every other surface shows,
+// and what the others send shows up in the event list here.
+//
+// Every request carries a Bearer JWT signed RS256 with the private key of an application
+// whose public key Config names (see Claims and NewToken). A token without `sub` is an admin
+// token; with `sub` it acts as the user of that name and sees only its own conversations.
+//
+// The handler answers paths relative to the path of Config.BaseURL, so it can be mounted
+// with or without http.StripPrefix:
+//
+//	mux.Handle("/beta/", h) // with BaseURL "https://chat.example.com/beta"
+//
+// Every decision the vendor's documents leave open is in decisions.go.
+package nexmo
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/chat"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// BaseURL is the public address of the API, such as "https://chat.example.com/beta".
+	// Every href is built from it, and its path is the prefix the handler strips from
+	// request paths that carry it. Required.
+	BaseURL string
+	// Keys are the RS256 public keys by application_id.
+	Keys map[string]*rsa.PublicKey
+	// PublicKey, when set, looks up the key of an application not in Keys. Either Keys or
+	// PublicKey is required.
+	PublicKey func(ctx context.Context, applicationID string) (*rsa.PublicKey, error)
+	// Now tells the time for token checks (default time.Now). Tests inject a clock.
+	Now func() time.Time
+	// Leeway is the clock skew allowed on iat and exp (default 0).
+	Leeway time.Duration
+	// MaxBodyBytes is the largest request body (default DefaultMaxBodyBytes); larger ones
+	// are answered 413.
+	MaxBodyBytes int64
+	// Logger logs internal errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Handler is the Nexmo Conversation API as an http.Handler. It is safe for concurrent use.
+type Handler struct {
+	e      *chat.Engine
+	cfg    Config
+	base   string // BaseURL without a trailing slash
+	prefix string // the path of BaseURL without a trailing slash
+	log    *slog.Logger
+}
+
+// New returns a Handler serving engine. It returns an error if the engine, the base URL or
+// the keys are missing.
+func New(engine *chat.Engine, cfg Config) (*Handler, error) {
+	if engine == nil {
+		return nil, errors.New("nexmo: no engine")
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, errors.New("nexmo: Config.BaseURL must be an absolute URL")
+	}
+	if len(cfg.Keys) == 0 && cfg.PublicKey == nil {
+		return nil, errors.New("nexmo: Config needs Keys or PublicKey")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{e: engine, cfg: cfg, log: cfg.Logger,
+		base: strings.TrimRight(cfg.BaseURL, "/"), prefix: strings.TrimRight(u.Path, "/")}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	return h, nil
+}
+
+func (h *Handler) now() time.Time { return h.cfg.Now() }
+
+// request is one call being served.
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	ctx    context.Context
+	p      principal
+	params []string // the path's id segments, in order
+}
+
+type op func(h *Handler, q *request) error
+
+// route is a path pattern ("*" matches one id segment) and its operations by method.
+type route struct {
+	pattern []string
+	ops     map[string]op
+	allow   string
+}
+
+var routes = func() []route {
+	rs := []route{
+		{pattern: []string{"conversations"}, ops: map[string]op{
+			http.MethodGet: (*Handler).listConversations, http.MethodPost: (*Handler).createConversation}},
+		{pattern: []string{"conversations", "*"}, ops: map[string]op{
+			http.MethodGet: (*Handler).getConversation, http.MethodPut: (*Handler).updateConversation,
+			http.MethodDelete: (*Handler).deleteConversation}},
+		{pattern: []string{"conversations", "*", "events"}, ops: map[string]op{
+			http.MethodGet: (*Handler).listEvents, http.MethodPost: (*Handler).createEvent}},
+		{pattern: []string{"conversations", "*", "events", "*"}, ops: map[string]op{
+			http.MethodGet: (*Handler).getEvent, http.MethodDelete: (*Handler).deleteEvent}},
+		{pattern: []string{"conversations", "*", "members"}, ops: map[string]op{
+			http.MethodGet: (*Handler).listMembers, http.MethodPost: (*Handler).createMember}},
+		{pattern: []string{"conversations", "*", "members", "*"}, ops: map[string]op{
+			http.MethodGet: (*Handler).getMember, http.MethodPut: (*Handler).updateMember,
+			http.MethodDelete: (*Handler).deleteMember}},
+		{pattern: []string{"users"}, ops: map[string]op{
+			http.MethodGet: (*Handler).listUsers, http.MethodPost: (*Handler).createUser}},
+		{pattern: []string{"users", "*"}, ops: map[string]op{
+			http.MethodGet: (*Handler).getUser, http.MethodPut: (*Handler).updateUser,
+			http.MethodDelete: (*Handler).deleteUser}},
+		{pattern: []string{"users", "*", "conversations"}, ops: map[string]op{
+			http.MethodGet: (*Handler).userConversations}},
+		{pattern: []string{"legs"}, ops: map[string]op{http.MethodGet: (*Handler).listLegs}},
+		{pattern: []string{"legs", "*"}, ops: map[string]op{http.MethodDelete: (*Handler).deleteLeg}},
+	}
+	for i := range rs {
+		var ms []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			if rs[i].ops[m] != nil {
+				ms = append(ms, m)
+			}
+		}
+		rs[i].allow = strings.Join(ms, ", ")
+	}
+	return rs
+}()
+
+// match finds the route of a path (relative to the API root) and its id segments.
+func match(path string) (*route, []string) {
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return nil, nil
+	}
+	segs := strings.Split(path, "/")
+next:
+	for i := range routes {
+		rt := &routes[i]
+		if len(rt.pattern) != len(segs) {
+			continue
+		}
+		var params []string
+		for j, p := range rt.pattern {
+			switch {
+			case p == "*":
+				if segs[j] == "" {
+					continue next
+				}
+				params = append(params, segs[j])
+			case p != segs[j]:
+				continue next
+			}
+		}
+		return rt, params
+	}
+	return nil, nil
+}
+
+// ServeHTTP serves one request: route, method, token, body limit, then the operation.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if h.prefix != "" {
+		if rest, ok := strings.CutPrefix(path, h.prefix); ok && (rest == "" || rest[0] == '/') {
+			path = rest
+		}
+	}
+	rt, params := match(path)
+	if rt == nil {
+		writeError(w, newAPIError(codeRouteNotFound, "No such resource."))
+		return
+	}
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	fn := rt.ops[method]
+	if fn == nil {
+		w.Header().Set("Allow", rt.allow)
+		writeError(w, newAPIError(codeMethod, "Method "+r.Method+" is not allowed here."))
+		return
+	}
+	p, err := h.authenticate(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		writeError(w, newAPIError(codeTooLarge, "The request body is larger than the limit."))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	q := &request{w: w, r: r, ctx: r.Context(), p: p, params: params}
+	if err := fn(h, q); err != nil {
+		h.fail(w, r, err)
+	}
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if ae := writeError(w, err); ae.status >= 500 {
+		h.log.Error("nexmo: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}
+
+// body reads the request body (bounded by MaxBodyBytes).
+func (q *request) body() ([]byte, error) {
+	if q.r.Body == nil {
+		return nil, nil
+	}
+	return io.ReadAll(q.r.Body)
+}
+
+// href builds an absolute link from path segments under the base URL.
+func (h *Handler) href(parts ...string) string {
+	var b strings.Builder
+	b.WriteString(h.base)
+	for _, p := range parts {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(p))
+	}
+	return b.String()
+}
+
+func (h *Handler) conversationHref(id chat.ID) string {
+	return h.href("conversations", conversationID(id))
+}
+
+func (h *Handler) memberHref(room, member chat.ID) string {
+	return h.href("conversations", conversationID(room), "members", memberID(member))
+}
+
+func (h *Handler) userHref(id chat.ID) string { return h.href("users", userID(id)) }
