@@ -300,7 +300,7 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	prevTime := r.r.LastTime
 	ev.Pos = r.r.LastPos + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
-	if !ev.Time.After(prevTime) && !prevTime.IsZero() {
+	if !ev.Time.After(prevTime) && r.r.LastPos > 0 {
 		ev.Time = prevTime.Add(time.Microsecond)
 	}
 	if len(ev.Body) > 0 {

@@ -126,6 +126,20 @@ func testAppendTimes(t *testing.T, s chat.Store) {
 		}
 		return nil
 	})
+	// A zero time is bumped even after a zero time.
+	z := putRoom(t, s, "zero", 2)
+	update(t, s, func(tx chat.Tx) error {
+		for i := range 2 {
+			ev := chat.Event{RoomID: z.ID, Type: chat.EventNotice}
+			if err := tx.Append(&ev); err != nil {
+				return err
+			}
+			if w := (time.Time{}).Add(time.Duration(i) * time.Microsecond); !ev.Time.Equal(w) {
+				t.Errorf("zero-time append %d: time %v, want %v", i, ev.Time, w)
+			}
+		}
+		return nil
+	})
 	// Times come back in UTC.
 	view(t, s, func(tx chat.ReadTx) error {
 		ev, err := tx.Event(r.ID, 6)

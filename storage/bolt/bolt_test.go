@@ -1,0 +1,23 @@
+package bolt
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/storage/storagetest"
+)
+
+func openTemp(t testing.TB, o *Options) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "chat.db"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) chat.Store { return openTemp(t, nil) })
+}

@@ -1,0 +1,349 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/chat"
+)
+
+// Records are encoded with encoding/binary: varints for numbers and times (µs since the Unix
+// epoch, so a zero time.Time round-trips as zero), length-prefixed strings, raw 16-byte IDs.
+// An event starts with its time as 8 fixed bytes so that a room's LastTime is read without
+// decoding the rest. Positions are 8-byte big-endian keys.
+
+// errCorrupt reports a record that does not decode.
+var errCorrupt = errors.New("bolt store: corrupt record")
+
+func posKey(b []byte, pos uint64) []byte { return binary.BigEndian.AppendUint64(b, pos) }
+
+func appendTime(b []byte, t time.Time) []byte { return binary.AppendVarint(b, t.UnixMicro()) }
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendAttrs(b []byte, m map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	for k, v := range m {
+		b = appendStr(b, k)
+		b = appendStr(b, v)
+	}
+	return b
+}
+
+// decoder reads a record; the first error sticks and later reads return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) time() time.Time { return microTime(d.varint()) }
+
+func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string { return string(d.bytes()) }
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) id() (id chat.ID) {
+	if len(d.b) < len(id) {
+		d.fail()
+		return id
+	}
+	copy(id[:], d.b)
+	d.b = d.b[len(id):]
+	return id
+}
+
+func (d *decoder) attrs() map[string]string {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) { // every entry takes at least two bytes
+		d.fail()
+		return nil
+	}
+	m := make(map[string]string, n)
+	for range n {
+		k := d.str()
+		m[k] = d.str()
+	}
+	return m
+}
+
+func (d *decoder) done(what string) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCorrupt
+	}
+	if d.err != nil {
+		return fmt.Errorf("%w: %s", d.err, what)
+	}
+	return nil
+}
+
+// User: createdAt first, so that list filters read it alone.
+func appendUser(b []byte, u *chat.User) []byte {
+	b = appendTime(b, u.CreatedAt)
+	b = appendTime(b, u.UpdatedAt)
+	b = appendStr(b, u.Name)
+	b = appendStr(b, u.DisplayName)
+	b = appendStr(b, u.Email)
+	b = appendStr(b, u.AvatarURL)
+	return appendAttrs(b, u.Attributes)
+}
+
+func decodeUser(id chat.ID, v []byte) (chat.User, error) {
+	d := decoder{b: v}
+	u := chat.User{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), Name: d.str(), DisplayName: d.str(),
+		Email: d.str(), AvatarURL: d.str(), Attributes: d.attrs()}
+	return u, d.done("user " + id.String())
+}
+
+// userName reads only the name of an encoded user.
+func userName(v []byte) string {
+	d := decoder{b: v}
+	d.varint()
+	d.varint()
+	return d.str()
+}
+
+// createdAt reads the creation time that starts an encoded user or room.
+func createdAt(v []byte) time.Time {
+	d := decoder{b: v}
+	return d.time()
+}
+
+// Room: its own fields; LastPos and LastTime come from its transcript.
+func appendRoom(b []byte, r *chat.Room) []byte {
+	b = appendTime(b, r.CreatedAt)
+	b = appendTime(b, r.UpdatedAt)
+	b = appendTime(b, r.EndedAt)
+	b = appendStr(b, r.Name)
+	b = appendStr(b, r.DisplayName)
+	b = appendStr(b, r.ImageURL)
+	var private byte
+	if r.Private {
+		private = 1
+	}
+	b = append(b, private)
+	b = binary.AppendVarint(b, int64(r.EmptyTTL))
+	b = binary.AppendUvarint(b, r.Joins)
+	return appendAttrs(b, r.Attributes)
+}
+
+func decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
+	d := decoder{b: v}
+	r := chat.Room{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), EndedAt: d.time(), Name: d.str(),
+		DisplayName: d.str(), ImageURL: d.str(), Private: d.byte() == 1, EmptyTTL: time.Duration(d.varint()),
+		Joins: d.uvarint(), Attributes: d.attrs()}
+	return r, d.done("room " + id.String())
+}
+
+func roomName(v []byte) string {
+	d := decoder{b: v}
+	d.varint()
+	d.varint()
+	d.varint()
+	return d.str()
+}
+
+// Member: keyed by its ID in its room's member bucket.
+func appendMember(b []byte, m *chat.Member) []byte {
+	b = append(b, m.UserID[:]...)
+	b = append(b, byte(m.State))
+	b = appendStr(b, m.Nickname)
+	b = appendStr(b, string(m.Role))
+	b = binary.AppendUvarint(b, m.JoinNumber)
+	b = binary.AppendUvarint(b, m.Delivered)
+	b = binary.AppendUvarint(b, m.Read)
+	b = append(b, m.InvitedBy[:]...)
+	b = appendTime(b, m.InvitedAt)
+	b = appendTime(b, m.JoinedAt)
+	return appendTime(b, m.LeftAt)
+}
+
+func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
+	d := decoder{b: v}
+	m := chat.Member{ID: id, RoomID: roomID, UserID: d.id(), State: chat.MemberState(d.byte()),
+		Nickname: d.str(), Role: role(d.bytes()), JoinNumber: d.uvarint(), Delivered: d.uvarint(),
+		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time()}
+	return m, d.done("member " + id.String())
+}
+
+// Event flags say which optional IDs follow.
+const (
+	hasFrom = 1 << iota
+	hasUser
+	hasTo
+)
+
+func appendEvent(b []byte, ev *chat.Event) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixMicro()))
+	b = append(b, ev.ID[:]...)
+	var flags byte
+	if !ev.From.IsZero() {
+		flags |= hasFrom
+	}
+	if !ev.User.IsZero() {
+		flags |= hasUser
+	}
+	if !ev.To.IsZero() {
+		flags |= hasTo
+	}
+	b = append(b, flags)
+	if flags&hasFrom != 0 {
+		b = append(b, ev.From[:]...)
+	}
+	if flags&hasUser != 0 {
+		b = append(b, ev.User[:]...)
+	}
+	if flags&hasTo != 0 {
+		b = append(b, ev.To[:]...)
+	}
+	b = appendStr(b, string(ev.Type))
+	b = appendStr(b, ev.Name)
+	b = appendStr(b, ev.Text)
+	b = binary.AppendUvarint(b, uint64(len(ev.Body)))
+	b = append(b, ev.Body...)
+	b = binary.AppendUvarint(b, ev.Ref)
+	return appendStr(b, string(ev.Visibility))
+}
+
+// eventTime reads the time that starts an encoded event.
+func eventTime(v []byte) time.Time {
+	if len(v) < 8 {
+		return time.Time{}
+	}
+	return microTime(int64(binary.BigEndian.Uint64(v)))
+}
+
+func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte) error {
+	if len(v) < 8 {
+		return fmt.Errorf("%w: event %d", errCorrupt, pos)
+	}
+	d := decoder{b: v[8:]}
+	*ev = chat.Event{RoomID: roomID, Pos: pos, Time: eventTime(v), ID: d.id()}
+	flags := d.byte()
+	if flags&hasFrom != 0 {
+		ev.From = d.id()
+	}
+	if flags&hasUser != 0 {
+		ev.User = d.id()
+	}
+	if flags&hasTo != 0 {
+		ev.To = d.id()
+	}
+	ev.Type = eventType(d.bytes())
+	ev.Name = d.str()
+	ev.Text = d.str()
+	if body := d.bytes(); len(body) > 0 {
+		ev.Body = append([]byte(nil), body...)
+	}
+	ev.Ref = d.uvarint()
+	ev.Visibility = role(d.bytes())
+	return d.done(fmt.Sprintf("event %d of room %s", pos, roomID))
+}
+
+// eventType and role return the engine's constants for the common values without allocating.
+func eventType(b []byte) chat.EventType {
+	switch chat.EventType(b) {
+	case chat.EventMessage:
+		return chat.EventMessage
+	case chat.EventJoined:
+		return chat.EventJoined
+	case chat.EventLeft:
+		return chat.EventLeft
+	case chat.EventInvited:
+		return chat.EventInvited
+	case chat.EventEdit:
+		return chat.EventEdit
+	case chat.EventDelete:
+		return chat.EventDelete
+	case chat.EventTypingStarted:
+		return chat.EventTypingStarted
+	case chat.EventTypingStopped:
+		return chat.EventTypingStopped
+	case chat.EventNickname:
+		return chat.EventNickname
+	case chat.EventDelivered:
+		return chat.EventDelivered
+	case chat.EventRead:
+		return chat.EventRead
+	case chat.EventNotice:
+		return chat.EventNotice
+	case chat.EventCustom:
+		return chat.EventCustom
+	case chat.EventEnded:
+		return chat.EventEnded
+	}
+	return chat.EventType(b)
+}
+
+func role(b []byte) chat.Role {
+	switch chat.Role(b) {
+	case "":
+		return ""
+	case chat.RoleClient:
+		return chat.RoleClient
+	case chat.RoleAgent:
+		return chat.RoleAgent
+	case chat.RoleOperator:
+		return chat.RoleOperator
+	case chat.RoleBot:
+		return chat.RoleBot
+	case chat.RoleSystem:
+		return chat.RoleSystem
+	}
+	return chat.Role(b)
+}

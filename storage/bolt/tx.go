@@ -1,0 +1,471 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/chat"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// readTx implements chat.ReadTx on a bbolt transaction (read-only, or the writer's).
+type readTx struct {
+	tx *bbolt.Tx
+}
+
+func notFound(what string, key any) error {
+	return fmt.Errorf("bolt store: %s %v: %w", what, key, chat.ErrNotFound)
+}
+
+// roomBucket returns the per-room bucket of the kind, or nil if the room does not exist.
+func (t *readTx) roomBucket(kind byte, id chat.ID) *bbolt.Bucket {
+	var name [17]byte
+	name[0] = kind
+	copy(name[1:], id[:])
+	return t.tx.Bucket(name[:])
+}
+
+func (t *readTx) User(id chat.ID) (chat.User, error) {
+	v := t.tx.Bucket(bUsers).Get(id[:])
+	if v == nil {
+		return chat.User{}, notFound("user", id)
+	}
+	return decodeUser(id, v)
+}
+
+func (t *readTx) UserByName(name string) (chat.User, error) {
+	if name == "" {
+		return chat.User{}, notFound("user name", name)
+	}
+	v := t.tx.Bucket(bUserNames).Get([]byte(name))
+	if len(v) != len(chat.ID{}) {
+		return chat.User{}, notFound("user name", name)
+	}
+	return t.User(chat.ID(v))
+}
+
+// list walks a bucket of ID → record in ID order (or reverse), keeps the records whose
+// creation time passes the filter, and decodes the page asked for.
+func list[T any](b *bbolt.Bucket, f chat.ListFilter, decode func(chat.ID, []byte) (T, error)) ([]T, error) {
+	var out []T
+	skip := f.Offset
+	c := b.Cursor()
+	k, v := c.First()
+	next := c.Next
+	if f.Desc {
+		k, v = c.Last()
+		next = c.Prev
+	}
+	for ; k != nil; k, v = next() {
+		if len(k) != len(chat.ID{}) {
+			continue
+		}
+		if (!f.Since.IsZero() || !f.Until.IsZero()) && !f.Match(createdAt(v)) {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		item, err := decode(chat.ID(k), v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, item)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (t *readTx) Users(f chat.ListFilter) ([]chat.User, error) {
+	return list(t.tx.Bucket(bUsers), f, decodeUser)
+}
+
+func (t *readTx) Room(id chat.ID) (chat.Room, error) {
+	v := t.tx.Bucket(bRooms).Get(id[:])
+	if v == nil {
+		return chat.Room{}, notFound("room", id)
+	}
+	return t.decodeRoom(id, v)
+}
+
+// decodeRoom decodes a room record and adds LastPos and LastTime from its transcript.
+func (t *readTx) decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
+	r, err := decodeRoom(id, v)
+	if err != nil {
+		return r, err
+	}
+	if b := t.roomBucket(kindEvents, id); b != nil {
+		if k, v := b.Cursor().Last(); k != nil {
+			r.LastPos, r.LastTime = binary.BigEndian.Uint64(k), eventTime(v)
+		}
+	}
+	return r, nil
+}
+
+func (t *readTx) RoomByName(name string) (chat.Room, error) {
+	if name == "" {
+		return chat.Room{}, notFound("room name", name)
+	}
+	v := t.tx.Bucket(bRoomNames).Get([]byte(name))
+	if len(v) != len(chat.ID{}) {
+		return chat.Room{}, notFound("room name", name)
+	}
+	return t.Room(chat.ID(v))
+}
+
+func (t *readTx) Rooms(f chat.ListFilter) ([]chat.Room, error) {
+	return list(t.tx.Bucket(bRooms), f, t.decodeRoom)
+}
+
+func (t *readTx) members(roomID chat.ID) (*bbolt.Bucket, error) {
+	b := t.roomBucket(kindMembers, roomID)
+	if b == nil {
+		return nil, notFound("room", roomID)
+	}
+	return b, nil
+}
+
+func (t *readTx) Member(roomID, memberID chat.ID) (chat.Member, error) {
+	b, err := t.members(roomID)
+	if err != nil {
+		return chat.Member{}, err
+	}
+	v := b.Get(memberID[:])
+	if v == nil {
+		return chat.Member{}, notFound("member", memberID)
+	}
+	return decodeMember(roomID, memberID, v)
+}
+
+func membershipKey(userID, roomID chat.ID) []byte {
+	k := make([]byte, 0, 32)
+	return append(append(k, userID[:]...), roomID[:]...)
+}
+
+func (t *readTx) MemberByUser(roomID, userID chat.ID) (chat.Member, error) {
+	if _, err := t.members(roomID); err != nil {
+		return chat.Member{}, err
+	}
+	v := t.tx.Bucket(bMemberships).Get(membershipKey(userID, roomID))
+	if len(v) != len(chat.ID{}) {
+		return chat.Member{}, notFound("member of user", userID)
+	}
+	return t.Member(roomID, chat.ID(v))
+}
+
+func (t *readTx) Members(roomID chat.ID) ([]chat.Member, error) {
+	b, err := t.members(roomID)
+	if err != nil {
+		return nil, err
+	}
+	var out []chat.Member
+	err = b.ForEach(func(k, v []byte) error {
+		m, err := decodeMember(roomID, chat.ID(k), v)
+		out = append(out, m)
+		return err
+	})
+	return out, err
+}
+
+func (t *readTx) Memberships(userID chat.ID) ([]chat.Member, error) {
+	var out []chat.Member
+	c := t.tx.Bucket(bMemberships).Cursor()
+	for k, v := c.Seek(userID[:]); k != nil && bytes.HasPrefix(k, userID[:]); k, v = c.Next() {
+		if len(k) != 32 || len(v) != 16 {
+			return nil, fmt.Errorf("%w: membership index", errCorrupt)
+		}
+		m, err := t.Member(chat.ID(k[16:]), chat.ID(v))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (t *readTx) events(roomID chat.ID) (*bbolt.Bucket, error) {
+	b := t.roomBucket(kindEvents, roomID)
+	if b == nil {
+		return nil, notFound("room", roomID)
+	}
+	return b, nil
+}
+
+func (t *readTx) Event(roomID chat.ID, pos uint64) (chat.Event, error) {
+	b, err := t.events(roomID)
+	if err != nil {
+		return chat.Event{}, err
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], pos)
+	v := b.Get(k[:])
+	if v == nil {
+		return chat.Event{}, notFound("event", pos)
+	}
+	var ev chat.Event
+	err = decodeEvent(&ev, roomID, pos, v)
+	return ev, err
+}
+
+func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, dst []chat.Event) ([]chat.Event, error) {
+	b, err := t.events(roomID)
+	if err != nil {
+		return dst, err
+	}
+	if limit <= 0 || (backward && from == 0) {
+		return dst, nil
+	}
+	from = max(from, 1)
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], from)
+	c := b.Cursor()
+	k, v := c.Seek(key[:])
+	next := c.Next
+	if backward {
+		next = c.Prev
+		if k == nil {
+			k, v = c.Last()
+		} else if binary.BigEndian.Uint64(k) > from {
+			k, v = c.Prev()
+		}
+	}
+	dst = growEvents(dst, limit)
+	for ; k != nil && limit > 0; k, v = next() {
+		dst = append(dst, chat.Event{})
+		if err := decodeEvent(&dst[len(dst)-1], roomID, binary.BigEndian.Uint64(k), v); err != nil {
+			return dst[:len(dst)-1], err
+		}
+		limit--
+	}
+	return dst, nil
+}
+
+// growEvents makes room for up to n more events (at most a page's worth at once).
+func growEvents(dst []chat.Event, n int) []chat.Event {
+	n = min(n, 256)
+	if cap(dst)-len(dst) < n {
+		grown := make([]chat.Event, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	return dst
+}
+
+func (t *readTx) Revision(roomID chat.ID, pos uint64) (uint64, error) {
+	b := t.roomBucket(kindRevisions, roomID)
+	if b == nil {
+		return 0, notFound("room", roomID)
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], pos)
+	v := b.Get(k[:])
+	if len(v) != 8 {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// writeTx implements chat.Tx for one Update inside the writer's bbolt transaction.
+type writeTx struct {
+	readTx
+	s     *Store
+	dirty bool // something was written: a failure needs a rollback
+	after []func()
+}
+
+func (w *writeTx) begin(tx *bbolt.Tx, after []func()) {
+	w.tx, w.dirty, w.after = tx, false, after
+}
+
+func (w *writeTx) AfterCommit(f func()) { w.after = append(w.after, f) }
+
+// put stores a copy of key and value (bbolt needs them until the transaction ends).
+func (w *writeTx) put(b *bbolt.Bucket, key, value []byte) error {
+	w.dirty = true
+	return b.Put(w.s.arena.copy(key), w.s.arena.copy(value))
+}
+
+func (w *writeTx) del(b *bbolt.Bucket, key []byte) error {
+	w.dirty = true
+	return b.Delete(key)
+}
+
+func (w *writeTx) scratch() []byte { return w.s.arena.scratch[:0] }
+
+func (w *writeTx) PutUser(u chat.User) error {
+	users, names := w.tx.Bucket(bUsers), w.tx.Bucket(bUserNames)
+	if u.Name != "" {
+		if owner := names.Get([]byte(u.Name)); owner != nil && !bytes.Equal(owner, u.ID[:]) {
+			return fmt.Errorf("bolt store: user name %q: %w", u.Name, chat.ErrConflict)
+		}
+	}
+	oldName := ""
+	if old := users.Get(u.ID[:]); old != nil {
+		oldName = userName(old)
+	}
+	w.s.arena.scratch = appendUser(w.scratch(), &u)
+	if err := w.put(users, u.ID[:], w.s.arena.scratch); err != nil {
+		return err
+	}
+	return w.rename(names, oldName, u.Name, u.ID)
+}
+
+// rename moves a unique name index entry from oldName to name.
+func (w *writeTx) rename(names *bbolt.Bucket, oldName, name string, id chat.ID) error {
+	if oldName == name {
+		return nil
+	}
+	if oldName != "" {
+		if err := w.del(names, []byte(oldName)); err != nil {
+			return err
+		}
+	}
+	if name != "" {
+		return w.put(names, []byte(name), id[:])
+	}
+	return nil
+}
+
+func (w *writeTx) DeleteUser(id chat.ID) error {
+	users := w.tx.Bucket(bUsers)
+	old := users.Get(id[:])
+	if old == nil {
+		return notFound("user", id)
+	}
+	name := userName(old)
+	if err := w.del(users, id[:]); err != nil {
+		return err
+	}
+	if name != "" {
+		return w.del(w.tx.Bucket(bUserNames), []byte(name))
+	}
+	return nil
+}
+
+func (w *writeTx) PutRoom(r chat.Room) error {
+	rooms, names := w.tx.Bucket(bRooms), w.tx.Bucket(bRoomNames)
+	if r.Name != "" {
+		if owner := names.Get([]byte(r.Name)); owner != nil && !bytes.Equal(owner, r.ID[:]) {
+			return fmt.Errorf("bolt store: room name %q: %w", r.Name, chat.ErrConflict)
+		}
+	}
+	old := rooms.Get(r.ID[:])
+	oldName := ""
+	if old != nil {
+		oldName = roomName(old)
+	}
+	w.s.arena.scratch = appendRoom(w.scratch(), &r)
+	if err := w.put(rooms, r.ID[:], w.s.arena.scratch); err != nil {
+		return err
+	}
+	if old == nil {
+		var name [17]byte
+		copy(name[1:], r.ID[:])
+		for _, kind := range []byte{kindEvents, kindMembers, kindRevisions} {
+			name[0] = kind
+			if _, err := w.tx.CreateBucket(w.s.arena.copy(name[:])); err != nil {
+				return fmt.Errorf("bolt store: room %s: %w", r.ID, err)
+			}
+		}
+	}
+	return w.rename(names, oldName, r.Name, r.ID)
+}
+
+func (w *writeTx) DeleteRoom(id chat.ID) error {
+	rooms := w.tx.Bucket(bRooms)
+	old := rooms.Get(id[:])
+	if old == nil {
+		return notFound("room", id)
+	}
+	name := roomName(old)
+	w.dirty = true
+	// Drop the membership index entries of the room's members.
+	idx := w.tx.Bucket(bMemberships)
+	if mb := w.roomBucket(kindMembers, id); mb != nil {
+		var users []chat.ID
+		err := mb.ForEach(func(k, v []byte) error {
+			if len(v) < 16 {
+				return fmt.Errorf("%w: member %x", errCorrupt, k)
+			}
+			users = append(users, chat.ID(v[:16]))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if err := idx.Delete(membershipKey(u, id)); err != nil {
+				return err
+			}
+		}
+	}
+	var bname [17]byte
+	copy(bname[1:], id[:])
+	for _, kind := range []byte{kindEvents, kindMembers, kindRevisions} {
+		bname[0] = kind
+		if err := w.tx.DeleteBucket(bname[:]); err != nil {
+			return fmt.Errorf("bolt store: delete room %s: %w", id, err)
+		}
+	}
+	if err := rooms.Delete(id[:]); err != nil {
+		return err
+	}
+	if name != "" {
+		return w.tx.Bucket(bRoomNames).Delete([]byte(name))
+	}
+	return nil
+}
+
+func (w *writeTx) PutMember(m chat.Member) error {
+	b, err := w.members(m.RoomID)
+	if err != nil {
+		return err
+	}
+	w.s.arena.scratch = appendMember(w.scratch(), &m)
+	if err := w.put(b, m.ID[:], w.s.arena.scratch); err != nil {
+		return err
+	}
+	idx := w.tx.Bucket(bMemberships)
+	key := membershipKey(m.UserID, m.RoomID)
+	if cur := idx.Get(key); cur == nil || bytes.Compare(cur, m.ID[:]) <= 0 {
+		return w.put(idx, key, m.ID[:])
+	}
+	return nil
+}
+
+func (w *writeTx) Append(ev *chat.Event) error {
+	b, err := w.events(ev.RoomID)
+	if err != nil {
+		return err
+	}
+	b.FillPercent = 1.0 // append-only
+	var last uint64
+	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
+	if k, v := b.Cursor().Last(); k != nil {
+		last = binary.BigEndian.Uint64(k)
+		if lt := eventTime(v); !ev.Time.After(lt) {
+			ev.Time = lt.Add(time.Microsecond)
+		}
+	}
+	ev.Pos = last + 1
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], ev.Pos)
+	w.s.arena.scratch = appendEvent(w.scratch(), ev)
+	return w.put(b, key[:], w.s.arena.scratch)
+}
+
+func (w *writeTx) SetRevision(roomID chat.ID, pos, rev uint64) error {
+	b := w.roomBucket(kindRevisions, roomID)
+	if b == nil {
+		return notFound("room", roomID)
+	}
+	var k, v [8]byte
+	binary.BigEndian.PutUint64(k[:], pos)
+	binary.BigEndian.PutUint64(v[:], rev)
+	return w.put(b, k[:], v[:])
+}
