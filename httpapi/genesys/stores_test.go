@@ -1,0 +1,22 @@
+package genesys_test
+
+import (
+	"testing"
+
+	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/storage/memory"
+)
+
+type storeFactory func(t *testing.T) chat.Store
+
+// stores are the Stores every handler test runs on.
+var stores = []struct {
+	name string
+	mk   storeFactory
+}{
+	{"memory", func(t *testing.T) chat.Store {
+		s := memory.New()
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
