@@ -1,0 +1,574 @@
+// Package airy serves the WebSocket half of the Airy Core chat plugin: STOMP 1.2 over a
+// plain WebSocket at /ws.chatplugin, as the widget's @stomp/stompjs client speaks it.
+//
+// A client connects with CONNECT (or STOMP) carrying the STOMP header
+// "Authorization: Bearer <auth token>" from POST /chatplugin.authenticate (package
+// httpapi/airy, whose Service this handler shares), subscribes to /user/queue/message and
+// receives every message of its conversation as a MESSAGE frame whose body is
+// {"conversation_id", "channel_id", "message"}: its own messages (sent over REST), and those
+// sent from Go or any other surface. A bad or expired token gets an ERROR frame whose message
+// header contains 401, on which the widget authenticates again.
+//
+// Each MESSAGE frame carries the message's position in the header x-parley-position; a client
+// that reconnects puts the last one it saw in the header x-parley-after of its SUBSCRIBE and
+// receives what it missed, exactly once and in order, then the new messages (the engine's
+// Follow). The original server replays nothing. Heart-beats are negotiated (server offer
+// 30000,30000), sent, and checked: a client silent for twice the negotiated interval is
+// dropped.
+//
+// Per connection the handler runs its own goroutine (which writes), one reader goroutine, and
+// while a subscription is active one goroutine following the conversation.
+package airy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley-chat/chat"
+	httpairy "github.com/parley-chat/chat/httpapi/airy"
+	"github.com/parley-chat/chat/internal/stomp"
+)
+
+// Config configures a Handler. Zero fields take their defaults.
+type Config struct {
+	// Service is the chat plugin service shared with the REST handler: its tokens, its
+	// engine and its rendering of messages. Required.
+	Service *httpairy.Service
+	// OriginPatterns lists the origins, besides the server's own host, whose pages may open
+	// the WebSocket (websocket.AcceptOptions.OriginPatterns), e.g. "example.com" or
+	// "*.example.com". Requests without an Origin header (non-browser clients) are accepted.
+	OriginPatterns []string
+	// HeartBeat is the server's heart-beat offer in both directions (default
+	// DefaultHeartBeat). Negative disables heart-beats.
+	HeartBeat time.Duration
+	// ConnectTimeout is how long a client may take to send CONNECT (default
+	// DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds each write (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// MaxFrameBytes, MaxHeaders and MaxHeaderBytes limit incoming frames (defaults
+	// DefaultMaxFrameBytes, DefaultMaxHeaders, DefaultMaxHeaderBytes).
+	MaxFrameBytes  int
+	MaxHeaders     int
+	MaxHeaderBytes int
+	// Logger logs internal errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Handler serves /ws.chatplugin. Mount it at that path: the widget opens its socket at the
+// host's root whatever prefix its REST calls use.
+type Handler struct {
+	cfg    Config
+	svc    *httpairy.Service
+	e      *chat.Engine
+	limits stomp.Limits
+	log    *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Service == nil {
+		return nil, errors.New("airy: Config needs a Service")
+	}
+	if cfg.HeartBeat == 0 {
+		cfg.HeartBeat = DefaultHeartBeat
+	}
+	if cfg.HeartBeat < 0 {
+		cfg.HeartBeat = 0
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.MaxHeaders <= 0 {
+		cfg.MaxHeaders = DefaultMaxHeaders
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	h := &Handler{
+		cfg: cfg, svc: cfg.Service, e: cfg.Service.Engine(), log: cfg.Logger,
+		limits: stomp.Limits{MaxFrameSize: cfg.MaxFrameBytes, MaxHeaders: cfg.MaxHeaders, MaxHeaderLen: cfg.MaxHeaderBytes},
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h, nil
+}
+
+// Close closes every connection (WebSocket status 1001, going away), refuses new ones with
+// 503, and waits for the connections' goroutines to end. http.Server.Shutdown does not do
+// this: the connections are hijacked.
+func (h *Handler) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+	return nil
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves STOMP on it until either side
+// closes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:   Subprotocols,
+		OriginPatterns: h.cfg.OriginPatterns,
+	})
+	if err != nil {
+		return // Accept has answered
+	}
+	if ws.Subprotocol() == "" {
+		ws.Close(websocket.StatusPolicyViolation, "a STOMP subprotocol (v12.stomp, v11.stomp, v10.stomp) is required")
+		return
+	}
+	ws.SetReadLimit(int64(MessageLimitFactor * h.cfg.MaxFrameBytes))
+	c := &conn{h: h, ws: ws, in: make(chan inbound, 1), evs: make(chan followed, 1)}
+	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.run()
+}
+
+// inbound is what the reader hands the connection: the frames of one WebSocket message, and
+// an error that ends the reading (a decoding error after the good frames, or the
+// WebSocket's).
+type inbound struct {
+	frames []stomp.Frame
+	err    error
+	wsErr  bool // err is the WebSocket's: the connection is gone
+}
+
+// followed is what a subscription's follower hands the connection.
+type followed struct {
+	sub *subscription
+	ev  chat.Event
+	err error
+}
+
+type subscription struct {
+	id     string
+	f      *chat.Follower
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// conn is one connection. Its fields belong to the connection's goroutine (run) except
+// those marked otherwise.
+type conn struct {
+	h      *Handler
+	ws     *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	in       chan inbound  // reader → run
+	evs      chan followed // follower → run
+	lastRead atomic.Int64  // unix nanoseconds of the last message read; set by the reader
+	readerWG sync.WaitGroup
+
+	connected bool
+	conv      httpairy.Conversation
+	sendEvery time.Duration // heart-beats to send
+	recvEvery time.Duration // heart-beats expected
+	sub       *subscription
+	buf       []byte
+	lastWrite time.Time
+}
+
+// errClose ends run after a frame that closes the connection (DISCONNECT, ERROR sent).
+var errClose = errors.New("close")
+
+func (c *conn) run() {
+	defer c.cleanup()
+	c.lastRead.Store(time.Now().UnixNano())
+	c.readerWG.Add(1)
+	go c.read()
+
+	connectTimer := time.NewTimer(c.h.cfg.ConnectTimeout)
+	defer connectTimer.Stop()
+	sendTimer := time.NewTimer(time.Hour)
+	sendTimer.Stop()
+	defer sendTimer.Stop()
+	recvTimer := time.NewTimer(time.Hour)
+	recvTimer.Stop()
+	defer recvTimer.Stop()
+
+	for {
+		var err error
+		select {
+		case in := <-c.in:
+			wasConnected := c.connected
+			err = c.handle(in)
+			if !wasConnected && c.connected {
+				connectTimer.Stop()
+				if c.sendEvery > 0 {
+					sendTimer.Reset(c.sendEvery)
+				}
+				if c.recvEvery > 0 {
+					recvTimer.Reset(c.recvEvery * HeartBeatGrace)
+				}
+			}
+		case fe := <-c.evs:
+			err = c.deliver(fe)
+		case <-connectTimer.C:
+			if !c.connected {
+				err = c.fail(nil, http.StatusRequestTimeout, "no CONNECT frame in time", websocket.StatusPolicyViolation)
+			}
+		case <-sendTimer.C:
+			if idle := time.Since(c.lastWrite); idle < c.sendEvery {
+				sendTimer.Reset(c.sendEvery - idle)
+				continue
+			}
+			err = c.write([]byte{'\n'})
+			sendTimer.Reset(c.sendEvery)
+		case <-recvTimer.C:
+			grace := c.recvEvery * HeartBeatGrace
+			idle := time.Since(time.Unix(0, c.lastRead.Load()))
+			if idle < grace {
+				recvTimer.Reset(grace - idle)
+				continue
+			}
+			// The peer is silent: no close handshake to wait for.
+			c.ws.CloseNow()
+			return
+		case <-c.ctx.Done():
+			c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, errClose) {
+				c.ws.CloseNow()
+			}
+			return
+		}
+	}
+}
+
+// cleanup ends the subscription and the reader.
+func (c *conn) cleanup() {
+	c.unsubscribe()
+	c.cancel()
+	c.ws.CloseNow() // unblocks the reader if it is still reading
+	c.readerWG.Wait()
+}
+
+// read is the connection's one reader goroutine.
+func (c *conn) read() {
+	defer c.readerWG.Done()
+	for {
+		// Not c.ctx: a cancelled read context closes the WebSocket at once, and the
+		// connection's goroutine wants to close it itself, with a status. It ends this
+		// read by closing the WebSocket.
+		_, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			select {
+			case c.in <- inbound{err: err, wsErr: true}:
+			case <-c.ctx.Done():
+			}
+			return
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		frames, err := stomp.Decode(nil, data, c.h.limits)
+		if len(frames) == 0 && err == nil {
+			continue // a heart-beat
+		}
+		select {
+		case c.in <- inbound{frames: frames, err: err}:
+		case <-c.ctx.Done():
+			return
+		}
+		if err != nil {
+			return // the connection ends with an ERROR frame
+		}
+	}
+}
+
+// handle processes the frames of one message, then its error.
+func (c *conn) handle(in inbound) error {
+	for i := range in.frames {
+		if err := c.frame(&in.frames[i]); err != nil {
+			return err
+		}
+	}
+	if in.err == nil {
+		return nil
+	}
+	if in.wsErr {
+		return in.err
+	}
+	status := http.StatusBadRequest
+	if errors.Is(in.err, stomp.ErrTooLarge) || errors.Is(in.err, stomp.ErrTooManyHeaders) || errors.Is(in.err, stomp.ErrHeaderTooLong) {
+		status = http.StatusRequestEntityTooLarge
+	}
+	return c.fail(nil, status, in.err.Error(), websocket.StatusProtocolError)
+}
+
+// frame processes one client frame.
+func (c *conn) frame(f *stomp.Frame) error {
+	if !c.connected {
+		if f.Command != stomp.CmdConnect && f.Command != stomp.CmdStomp {
+			return c.fail(f, http.StatusBadRequest, "the first frame must be CONNECT", websocket.StatusProtocolError)
+		}
+		return c.connect(f)
+	}
+	var err error
+	switch f.Command {
+	case stomp.CmdSubscribe:
+		err = c.subscribe(f)
+	case stomp.CmdUnsubscribe:
+		if c.sub != nil && f.Value("id") == c.sub.id {
+			c.unsubscribe()
+		}
+	case stomp.CmdAck, stomp.CmdNack:
+		// ack mode auto: nothing to do
+	case stomp.CmdDisconnect:
+		if err := c.receipt(f); err != nil {
+			return err
+		}
+		c.ws.Close(websocket.StatusNormalClosure, "")
+		return errClose
+	case stomp.CmdSend, stomp.CmdBegin, stomp.CmdCommit, stomp.CmdAbort:
+		return c.fail(f, http.StatusMethodNotAllowed, f.Command+" is not served: send messages with POST /chatplugin.send", websocket.StatusPolicyViolation)
+	case stomp.CmdConnect, stomp.CmdStomp:
+		return c.fail(f, http.StatusBadRequest, "already connected", websocket.StatusProtocolError)
+	default: // server commands
+		return c.fail(f, http.StatusBadRequest, "unexpected command "+f.Command, websocket.StatusProtocolError)
+	}
+	if err != nil {
+		return err
+	}
+	return c.receipt(f)
+}
+
+func (c *conn) connect(f *stomp.Frame) error {
+	version := negotiateVersion(f.Value("accept-version"))
+	if version == "" {
+		return c.fail(f, http.StatusBadRequest, "supported protocol versions are 1.2 and 1.1", websocket.StatusProtocolError,
+			stomp.Header{Key: "version", Value: "1.2,1.1"})
+	}
+	cx, cy, err := stomp.ParseHeartBeat(f.Value("heart-beat"))
+	if err != nil {
+		return c.fail(f, http.StatusBadRequest, err.Error(), websocket.StatusProtocolError)
+	}
+	auth, ok := f.Get("Authorization")
+	if !ok {
+		auth = f.Value("authorization")
+	}
+	conv, err := c.h.svc.Authorize(c.ctx, httpairy.Bearer(auth))
+	if err != nil {
+		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+	}
+	c.conv = conv
+	s := c.h.cfg.HeartBeat
+	c.sendEvery, c.recvEvery = stomp.NegotiateHeartBeat(cx, cy, s, s)
+	// The server's offer, without the directions the client declined.
+	var sx, sy time.Duration
+	if cy > 0 {
+		sx = s
+	}
+	if cx > 0 {
+		sy = s
+	}
+	c.connected = true
+	return c.send(&stomp.Frame{Command: stomp.CmdConnected, Headers: []stomp.Header{
+		{Key: "version", Value: version},
+		{Key: "heart-beat", Value: stomp.FormatHeartBeat(sx, sy)},
+		{Key: "server", Value: ServerName},
+		{Key: "user-name", Value: conv.ID},
+	}})
+}
+
+// negotiateVersion picks the highest version the client accepts among 1.2 and 1.1. A
+// missing accept-version means 1.0 only, which is not served.
+func negotiateVersion(accept string) string {
+	best := ""
+	for _, v := range strings.Split(accept, ",") {
+		switch strings.TrimSpace(v) {
+		case "1.2":
+			best = "1.2"
+		case "1.1":
+			if best == "" {
+				best = "1.1"
+			}
+		}
+	}
+	return best
+}
+
+func (c *conn) subscribe(f *stomp.Frame) error {
+	id, ok := f.Get("id")
+	if !ok || id == "" {
+		return c.fail(f, http.StatusBadRequest, "SUBSCRIBE needs an id header", websocket.StatusProtocolError)
+	}
+	if d := f.Value("destination"); d != Destination {
+		return c.fail(f, http.StatusNotFound, fmt.Sprintf("unknown destination %q; subscribe to %s", d, Destination), websocket.StatusPolicyViolation)
+	}
+	if ack := f.Value("ack"); ack != "" && ack != "auto" {
+		return c.fail(f, http.StatusBadRequest, "only ack:auto is served", websocket.StatusPolicyViolation)
+	}
+	if c.sub != nil {
+		return c.fail(f, http.StatusConflict, "one subscription at a time", websocket.StatusPolicyViolation)
+	}
+	from := uint64(0) // the next event
+	if v, ok := f.Get(HeaderAfter); ok {
+		after, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || after == ^uint64(0) {
+			return c.fail(f, http.StatusBadRequest, fmt.Sprintf("bad %s header %q", HeaderAfter, v), websocket.StatusPolicyViolation)
+		}
+		from = after + 1
+	}
+	fl, err := c.h.e.Follow(c.ctx, c.conv.Room, from)
+	if err != nil {
+		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	sub := &subscription{id: id, f: fl, cancel: cancel, done: make(chan struct{})}
+	c.sub = sub
+	go c.follow(ctx, sub)
+	return nil
+}
+
+// follow hands the subscription's visible messages to the connection's goroutine.
+func (c *conn) follow(ctx context.Context, sub *subscription) {
+	defer close(sub.done)
+	conv := c.conv
+	for {
+		ev, err := sub.f.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				select {
+				case c.evs <- followed{sub: sub, err: err}:
+				case <-ctx.Done():
+				}
+			}
+			return
+		}
+		if !conv.Visible(&ev) {
+			continue
+		}
+		select {
+		case c.evs <- followed{sub: sub, ev: ev}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *conn) unsubscribe() {
+	if c.sub == nil {
+		return
+	}
+	c.sub.cancel()
+	c.sub.f.Close()
+	<-c.sub.done
+	c.sub = nil
+}
+
+// payload is a MESSAGE frame's body.
+type payload struct {
+	ConversationID string           `json:"conversation_id"`
+	ChannelID      string           `json:"channel_id"`
+	Message        httpairy.Message `json:"message"`
+}
+
+func (c *conn) deliver(fe followed) error {
+	if fe.sub != c.sub {
+		return nil // from a subscription that has ended
+	}
+	if fe.err != nil {
+		status := httpairy.Status(fe.err)
+		msg := "the conversation is no longer followed"
+		if errors.Is(fe.err, chat.ErrNotFound) {
+			msg = "the conversation was deleted"
+		}
+		return c.fail(nil, status, msg, websocket.StatusGoingAway)
+	}
+	body, err := json.Marshal(payload{ConversationID: c.conv.ID, ChannelID: c.conv.ChannelID, Message: c.conv.Render(&fe.ev)})
+	if err != nil {
+		return err
+	}
+	return c.send(&stomp.Frame{Command: stomp.CmdMessage, Headers: []stomp.Header{
+		{Key: "destination", Value: Destination},
+		{Key: "subscription", Value: fe.sub.id},
+		{Key: "message-id", Value: fe.ev.ID.UUID()},
+		{Key: HeaderPosition, Value: strconv.FormatUint(fe.ev.Pos, 10)},
+		{Key: "content-type", Value: "application/json"},
+	}, Body: body})
+}
+
+// receipt answers a frame's receipt header, if it has one.
+func (c *conn) receipt(f *stomp.Frame) error {
+	id, ok := f.Get("receipt")
+	if !ok {
+		return nil
+	}
+	return c.send(&stomp.Frame{Command: stomp.CmdReceipt, Headers: []stomp.Header{{Key: "receipt-id", Value: id}}})
+}
+
+// fail sends an ERROR frame (its message header starts with the HTTP status, so that a bad
+// token's contains 401), closes the connection with code, and returns errClose.
+func (c *conn) fail(f *stomp.Frame, status int, detail string, code websocket.StatusCode, extra ...stomp.Header) error {
+	if status == http.StatusInternalServerError {
+		c.h.log.Error("airy: STOMP connection", "err", detail)
+		detail = "internal error"
+	}
+	msg := fmt.Sprintf("%d %s", status, http.StatusText(status))
+	hs := append([]stomp.Header{{Key: "message", Value: msg}, {Key: "content-type", Value: "text/plain"}}, extra...)
+	if f != nil {
+		if r, ok := f.Get("receipt"); ok {
+			hs = append(hs, stomp.Header{Key: "receipt-id", Value: r})
+		}
+	}
+	if err := c.send(&stomp.Frame{Command: stomp.CmdError, Headers: hs, Body: []byte(detail)}); err != nil {
+		return err
+	}
+	c.ws.Close(code, "")
+	return errClose
+}
+
+func (c *conn) send(f *stomp.Frame) error {
+	var err error
+	c.buf, err = stomp.AppendFrame(c.buf[:0], f)
+	if err != nil {
+		return err
+	}
+	return c.write(c.buf)
+}
+
+func (c *conn) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
+	defer cancel()
+	c.lastWrite = time.Now()
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}

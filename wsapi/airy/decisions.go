@@ -1,0 +1,55 @@
+package airy
+
+import "time"
+
+// Our decisions (**ours** in specs/README.md) for the STOMP side, in one place.
+const (
+	// Destination is the one destination a client may subscribe to (fact).
+	Destination = "/user/queue/message"
+
+	// HeaderAfter, on SUBSCRIBE, says where a reconnecting client left off: the position
+	// (x-parley-position) of the last MESSAGE it received. The subscription then delivers
+	// every message after it, exactly once and in order, before going on with new ones.
+	// "x-parley-after:0" delivers the whole conversation. Without the header the
+	// subscription starts with the next message, as the original server does.
+	HeaderAfter = "x-parley-after"
+	// HeaderPosition, on every MESSAGE frame, is the message's position in the conversation
+	// (the engine event position). Positions of other events are skipped: only messages
+	// become MESSAGE frames, so positions need not be consecutive.
+	HeaderPosition = "x-parley-position"
+
+	// ServerName is the CONNECTED frame's server header.
+	ServerName = "parley"
+
+	// DefaultHeartBeat is the server's heart-beat offer in both directions (fact: 30000,30000).
+	DefaultHeartBeat = 30 * time.Second
+	// HeartBeatGrace multiplies the negotiated incoming interval: a connection that has sent
+	// nothing (no frame, no heart-beat) for that long is dead and is closed. stompjs uses the
+	// same factor for the server's heart-beats.
+	HeartBeatGrace = 2
+	// DefaultConnectTimeout is how long a new connection may take to send CONNECT.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds each write; a client that does not read is dropped.
+	DefaultWriteTimeout = 10 * time.Second
+
+	// DefaultMaxFrameBytes, DefaultMaxHeaders and DefaultMaxHeaderBytes are the codec's limits
+	// on an incoming frame. A frame over them gets an ERROR frame and the connection closes.
+	DefaultMaxFrameBytes  = 64 << 10
+	DefaultMaxHeaders     = 32
+	DefaultMaxHeaderBytes = 4 << 10
+	// The WebSocket read limit is MessageLimitFactor times the frame limit, so that an
+	// oversized frame is still read and answered with an ERROR frame; a WebSocket message
+	// over the read limit closes the connection with status 1009 (message too big).
+	MessageLimitFactor = 2
+)
+
+// Subprotocols are the WebSocket subprotocols the server selects from, in its order of
+// preference (fact: the widget offers all three). A client that offers none is refused.
+var Subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
+
+// Frames the server does not serve. The widget sends its messages over REST
+// (/chatplugin.send), so SEND, and the transactions around it, are answered with an ERROR
+// frame (405) and the connection closes, as every STOMP ERROR does. A client may hold one
+// subscription at a time, with ack mode auto; ACK and NACK are accepted and ignored. STOMP
+// versions 1.1 and 1.2 are served (1.2 preferred); a client that offers neither gets an
+// ERROR frame.
