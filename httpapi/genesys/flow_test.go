@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/chapi"
 	"github.com/parley-chat/chat/httpapi/genesys"
+	"github.com/parley-chat/chat/storage/bolt"
 )
 
 // TestClientLoop is a web client's life: requestChat, refresh polling with nextPosition while
@@ -299,5 +301,45 @@ func TestConcurrentClients(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestRestartBolt: a chat started before a restart of the whole program (engine and bbolt
+// store) goes on after it with the same userId and secureKey.
+func TestRestartBolt(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	open := func() (*chat.Engine, *bolt.Store) {
+		s, err := bolt.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return must(chat.Open(ctx, s)), s
+	}
+	e, s := open()
+	cfg := genesys.Config{ServiceNames: []string{service}, Logger: quiet}
+	ev := &env{t: t, e: e, h: must(genesys.New(e, cfg))}
+	c := ev.requestChat(url.Values{"nickname": {"Ann"}})
+	c.do("send", "message", "before")
+	ev.h.Close()
+	e.Close()
+	s.Close()
+
+	e, s = open()
+	defer s.Close()
+	defer e.Close()
+	ev.e, ev.h = e, must(genesys.New(e, cfg))
+	defer ev.h.Close()
+	res, r := c.do("send", "message", "after", "transcriptPosition", "1")
+	if r.StatusCode != 0 {
+		t.Fatalf("%s", res.body)
+	}
+	want := []msg{{1, "ParticipantJoined", "", "Ann/1/Client", ""}, {2, "Message", "before", "Ann/1/Client", ""}, {3, "Message", "after", "Ann/1/Client", ""}}
+	if diff := cmp.Diff(want, compact(r.Messages)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	res = c.ev.post("/"+service+"/"+c.chatID+"/refresh", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {"wrong"}})
+	if r := decodeResp(t, res.body); r.StatusCode != 2 {
+		t.Errorf("wrong key after restart: %s", res.body)
 	}
 }

@@ -332,7 +332,7 @@ func TestErrors(t *testing.T) {
 			{"bad transcriptPosition", "POST", path(c, "refresh"), "", form(c, "transcriptPosition", "-1"), bad(300)},
 			{"malformed form", "POST", path(c, "send"), "", "message=%zz&" + form(c), bad(300)},
 			{"wrong secureKey", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {"0" + c.key[1:]}, "message": {"x"}}.Encode(), sc2},
-			{"lower-case userId is the same party", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {strings.ToLower(c.userID)}, "secureKey": {"x"}, "message": {"x"}}.Encode(), sc2},
+			{"lower-case userId, wrong key", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {strings.ToLower(c.userID)}, "secureKey": {"x"}, "message": {"x"}}.Encode(), sc2},
 			{"another chat's key", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {other.key}, "message": {"x"}}.Encode(), sc2},
 			{"another chat's user", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {other.userID}, "secureKey": {other.key}, "message": {"x"}}.Encode(), sc2},
 			{"unknown chatId", "POST", "/" + service + "/" + chat.ID{1}.String() + "/send", "", form(c, "message", "x"), sc2},

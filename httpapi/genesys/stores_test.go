@@ -1,9 +1,11 @@
 package genesys_test
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -16,6 +18,14 @@ var stores = []struct {
 }{
 	{"memory", func(t *testing.T) chat.Store {
 		s := memory.New()
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+	{"bolt", func(t *testing.T) chat.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
