@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -34,6 +36,13 @@ var storeFactories = []struct {
 	open func(t *testing.T) chat.Store
 }{
 	{"memory", func(t *testing.T) chat.Store { return memory.New() }},
+	{"bolt", func(t *testing.T) chat.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
 }
 
 type fixture struct {

@@ -19,7 +19,10 @@ import (
 
 func TestConnectSubscribeReceive(t *testing.T) {
 	checkGoroutines(t)
-	f := newFixture(t, nil)
+	eachStore(t, testConnectSubscribeReceive)
+}
+
+func testConnectSubscribeReceive(t *testing.T, f *fixture) {
 	token, conv := f.authenticate(t)
 	agent := f.agent(t, conv.Room)
 	ctx := context.Background()
@@ -352,7 +355,10 @@ func TestHeartBeats(t *testing.T) {
 // once, in order, then new messages.
 func TestResume(t *testing.T) {
 	checkGoroutines(t)
-	f := newFixture(t, nil)
+	eachStore(t, testResume)
+}
+
+func testResume(t *testing.T, f *fixture) {
 	token, conv := f.authenticate(t)
 	agent := f.agent(t, conv.Room)
 	ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	httpairy "github.com/parley-chat/chat/httpapi/airy"
 	"github.com/parley-chat/chat/internal/fakeclock"
 	"github.com/parley-chat/chat/internal/stomp"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -57,9 +59,35 @@ type fixture struct {
 	url   string // ws://.../ws.chatplugin
 }
 
+// stores are the stores the main flows run on.
+var stores = []struct {
+	name string
+	open func(t *testing.T) chat.Store
+}{
+	{"memory", func(t *testing.T) chat.Store { return memory.New() }},
+	{"bolt", func(t *testing.T) chat.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// eachStore runs fn on a fixture of each store.
+func eachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) { fn(t, newFixtureOn(t, s.open(t), nil)) })
+	}
+}
+
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	t.Helper()
-	store := memory.New()
+	return newFixtureOn(t, memory.New(), mod)
+}
+
+func newFixtureOn(t *testing.T, store chat.Store, mod func(*Config)) *fixture {
+	t.Helper()
 	t.Cleanup(func() { store.Close() })
 	e, err := chat.Open(context.Background(), store)
 	if err != nil {
