@@ -22,8 +22,8 @@
 // The Chapi room parameter is the engine room's unique Name. When no room has that name and
 // the value parses as a chat.ID (ULID or UUID form) of an existing room, that room is used, so
 // that a Chapi client can address a chat of another surface by its identity: a Genesys chatId
-// (the room ID in ULID form), a Nexmo conversation (CON- + UUID, without the prefix), a
-// Bezlimit or Airy conversation UUID. Otherwise POST creates a public room with that name and
+// (the room ID in ULID form), a Nexmo conversation ID without its "CON-" prefix, a Bezlimit
+// chat or Airy conversation UUID. Otherwise POST creates a public room with that name and
 // GET answers 404. Without a room parameter the room is "CHAPI sandbox".
 //
 // A key's user reads public rooms and the private rooms it was invited to or joined, and posts

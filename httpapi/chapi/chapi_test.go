@@ -24,7 +24,7 @@ import (
 var specTime = time.UnixMicro(1594918006814947).UTC()
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	e      *chat.Engine
 	h      *chapi.Handler
 	clock  *fakeclock.Clock
@@ -33,7 +33,7 @@ type env struct {
 	limits map[chat.ID]error
 }
 
-func newEnv(t *testing.T, mk storeFactory, mod ...func(*chapi.Config)) *env {
+func newEnv(t testing.TB, mk storeFactory, mod ...func(*chapi.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	clock := fakeclock.New(specTime)

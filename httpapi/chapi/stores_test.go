@@ -9,19 +9,19 @@ import (
 	"github.com/parley-chat/chat/storage/memory"
 )
 
-type storeFactory func(t *testing.T) chat.Store
+type storeFactory func(t testing.TB) chat.Store
 
 // stores are the Stores every handler test runs on.
 var stores = []struct {
 	name string
 	mk   storeFactory
 }{
-	{"memory", func(t *testing.T) chat.Store {
+	{"memory", func(t testing.TB) chat.Store {
 		s := memory.New()
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
-	{"bolt", func(t *testing.T) chat.Store {
+	{"bolt", func(t testing.TB) chat.Store {
 		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)

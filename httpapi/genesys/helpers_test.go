@@ -25,7 +25,7 @@ var specTime = time.UnixMilli(1432845088000).UTC()
 const service = "customer-support"
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	e     *chat.Engine
 	h     *genesys.Handler
 	clock *fakeclock.Clock
@@ -34,7 +34,7 @@ type env struct {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newEnv(t *testing.T, mk storeFactory, mod ...func(*genesys.Config)) *env {
+func newEnv(t testing.TB, mk storeFactory, mod ...func(*genesys.Config)) *env {
 	t.Helper()
 	clock := fakeclock.New(specTime)
 	e, err := chat.Open(context.Background(), mk(t), chat.WithClock(clock))
@@ -85,7 +85,7 @@ func (ev *env) post(path string, form url.Values) result {
 	return ev.raw("POST", path, "application/x-www-form-urlencoded", form.Encode())
 }
 
-func decodeResp(t *testing.T, body string) genesys.Response {
+func decodeResp(t testing.TB, body string) genesys.Response {
 	t.Helper()
 	var r genesys.Response
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
