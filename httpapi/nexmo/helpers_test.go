@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -58,6 +60,13 @@ type storeFactory struct {
 // stores is every Store the handler tests run on.
 var stores = []storeFactory{
 	{"memory", func(testing.TB) chat.Store { return memory.New() }},
+	{"bolt", func(t testing.TB) chat.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
 }
 
 // env is one handler on one engine, with a fake clock shared by the engine and the token
@@ -265,20 +274,56 @@ func diff(t testing.TB, want, got any) {
 	}
 }
 
-// TestMain checks that the package's tests leave no goroutine behind.
+// TestMain checks that the package's tests leave no goroutine of the engine or the handler
+// behind (goroutines of the runtime and the testing package, such as the fuzzer's signal
+// handler, are not ours and are ignored).
 func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {
-		deadline := time.Now().Add(2 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		var leaked []string
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			leaked = ourGoroutines()
+			if len(leaked) == 0 || time.Now().After(deadline) {
+				break
+			}
 		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<16)
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d before, %d after\n%s\n", before, n, buf[:runtime.Stack(buf, true)])
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", strings.Join(leaked, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// ourGoroutines returns the stacks of goroutines running code of this module, other than
+// TestMain's.
+func ourGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "github.com/parley-chat/chat") && !strings.Contains(g, "nexmo.TestMain") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// doWithHeader serves a request with a raw Authorization header ("" for none).
+func (v *env) doWithHeader(method, path, authorization string, body any) resp {
+	v.t.Helper()
+	var rd io.Reader = bytes.NewReader(nil)
+	if s, ok := body.(string); ok {
+		rd = bytes.NewReader([]byte(s))
+	}
+	req := httptest.NewRequest(method, "/beta"+path, rd)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	w := httptest.NewRecorder()
+	v.h.ServeHTTP(w, req)
+	out := resp{Status: w.Code, Header: w.Header(), Raw: w.Body.Bytes()}
+	if err := json.Unmarshal(out.Raw, &out.JSON); err != nil {
+		v.t.Fatalf("answer is not JSON: %q", out.Raw)
+	}
+	return out
 }
