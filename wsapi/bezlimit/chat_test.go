@@ -37,8 +37,14 @@ func TestChatVisitorOperator(t *testing.T) {
 			} `json:"chat"`
 		}
 		json.Unmarshal(f.Data, &pres)
-		if diff := cmp.Diff(struct{ ID int64; Role, UUID string }{2, "operator", room.UUID()},
-			struct{ ID int64; Role, UUID string }{pres.User.ID, pres.User.Role, pres.Chat.UUID}); diff != "" {
+		if diff := cmp.Diff(struct {
+			ID         int64
+			Role, UUID string
+		}{2, "operator", room.UUID()},
+			struct {
+				ID         int64
+				Role, UUID string
+			}{pres.User.ID, pres.User.Role, pres.Chat.UUID}); diff != "" {
 			t.Errorf("user_connected (-want +got):\n%s", diff)
 		}
 
@@ -48,7 +54,7 @@ func TestChatVisitorOperator(t *testing.T) {
 			m := f.message()
 			want := wireMessage{ID: f.Position, Type: "standard", TypeRole: "client", Status: "new", Text: "hello",
 				SendTime: m.SendTime, MessageIndex: f.Position, Chat: m.Chat,
-				User: &User{ID: 1, Role: "client", FirstName: "client1", LastName: "Test"},
+				User:        &User{ID: 1, Role: "client", FirstName: "client1", LastName: "Test"},
 				Attachments: []string{"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}}
 			if diff := cmp.Diff(want, m); diff != "" {
 				t.Errorf("%s: message_added (-want +got):\n%s", name, diff)

@@ -198,7 +198,7 @@ func (hb *hub) presenceFrame(c *conn, typ string) *frame {
 	}
 	u := c.id.User
 	return &frame{data: encodeFrame(typ, struct {
-		User *User          `json:"user"`
+		User *User           `json:"user"`
 		Chat json.RawMessage `json:"chat"`
 	}{&u, chatRef(ci)}, 0), skip: c.user, room: hb.room}
 }

@@ -246,6 +246,9 @@ func (h *Handler) postMessage(ctx context.Context, body []byte) (any, int, error
 	default:
 		return nil, 0, invalid("unknown message type %q", m.Type)
 	}
+	if m.Text == "" && len(m.Attachments) == 0 {
+		return nil, 0, invalid("a message needs text or attachments")
+	}
 	if len(m.Attachments) > maxAttachments {
 		return nil, 0, invalid("more than %d attachments", maxAttachments)
 	}
