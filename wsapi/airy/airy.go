@@ -197,13 +197,15 @@ type conn struct {
 	lastRead atomic.Int64  // unix nanoseconds of the last message read; set by the reader
 	readerWG sync.WaitGroup
 
-	connected bool
-	conv      httpairy.Conversation
-	sendEvery time.Duration // heart-beats to send
-	recvEvery time.Duration // heart-beats expected
-	sub       *subscription
-	buf       []byte
-	lastWrite time.Time
+	connected  bool
+	conv       httpairy.Conversation
+	startPos   uint64        // the room's last position at CONNECT
+	subscribed bool          // a subscription was made on this connection
+	sendEvery  time.Duration // heart-beats to send
+	recvEvery  time.Duration // heart-beats expected
+	sub        *subscription
+	buf        []byte
+	lastWrite  time.Time
 }
 
 // errClose ends run after a frame that closes the connection (DISCONNECT, ERROR sent).
@@ -390,6 +392,14 @@ func (c *conn) connect(f *stomp.Frame) error {
 		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
 	}
 	c.conv = conv
+	// A subscription without x-parley-after starts after what the room held at CONNECT,
+	// not at SUBSCRIBE: a message sent once the client has its CONNECTED frame (the widget
+	// sends over REST as soon as it is connected) is never lost in between.
+	room, err := c.h.e.Room(c.ctx, conv.Room)
+	if err != nil {
+		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+	}
+	c.startPos = room.LastPos
 	s := c.h.cfg.HeartBeat
 	c.sendEvery, c.recvEvery = stomp.NegotiateHeartBeat(cx, cy, s, s)
 	// The server's offer, without the directions the client declined.
@@ -441,6 +451,9 @@ func (c *conn) subscribe(f *stomp.Frame) error {
 		return c.fail(f, http.StatusConflict, "one subscription at a time", websocket.StatusPolicyViolation)
 	}
 	from := uint64(0) // the next event
+	if !c.subscribed {
+		from = c.startPos + 1 // the first subscription: after CONNECT
+	}
 	if v, ok := f.Get(HeaderAfter); ok {
 		after, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || after == ^uint64(0) {
@@ -454,7 +467,7 @@ func (c *conn) subscribe(f *stomp.Frame) error {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	sub := &subscription{id: id, f: fl, cancel: cancel, done: make(chan struct{})}
-	c.sub = sub
+	c.sub, c.subscribed = sub, true
 	go c.follow(ctx, sub)
 	return nil
 }

@@ -36,7 +36,15 @@ func testConnectSubscribeReceive(t *testing.T, f *fixture) {
 	if diff := cmp.Diff(want, connected.Headers); diff != "" {
 		t.Errorf("CONNECTED headers (-want +got):\n%s", diff)
 	}
+	// A message sent between CONNECTED and SUBSCRIBE is not lost.
+	between, err := f.e.Send(ctx, conv.Room, agent, chat.NewMessage{Text: "between"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.subscribe()
+	if fr, p := c.message(); text(p) != "between" || mustPos(t, fr) != between.Pos {
+		t.Errorf("first MESSAGE: %q at %s", text(p), fr.Value(HeaderPosition))
+	}
 
 	// The contact's own message, sent over REST, comes back.
 	var sent httpairy.Message

@@ -11,7 +11,11 @@ const (
 	// (x-parley-position) of the last MESSAGE it received. The subscription then delivers
 	// every message after it, exactly once and in order, before going on with new ones.
 	// "x-parley-after:0" delivers the whole conversation. Without the header the
-	// subscription starts with the next message, as the original server does.
+	// subscription starts with the first message after the CONNECT frame was served: the
+	// original server delivers only what comes after SUBSCRIBE, which loses a message sent
+	// between CONNECTED and SUBSCRIBE (the widget sends over REST as soon as it is connected).
+	// A later subscription on the same connection, without the header, starts with the next
+	// message.
 	HeaderAfter = "x-parley-after"
 	// HeaderPosition, on every MESSAGE frame, is the message's position in the conversation
 	// (the engine event position). Positions of other events are skipped: only messages
