@@ -103,6 +103,10 @@ const (
 //     room ends. Any event counts as activity; refresh alone does not (it keeps the HTTP
 //     session alive, not the conversation). The check runs on each request for a chat and in
 //     one background sweeper per Handler, stopped by Close.
+//   - Anonymous by design: the Genesys API has no credentials before requestChat, so a
+//     service listed in Config.ServiceNames is open to anyone who can reach the handler.
+//     Config.Gate refuses requests (403, or 429 with Retry-After for an error with a
+//     RetryAfter method) before anything is read or stored.
 //   - Every statusCode 0 answer carries nextPosition; messages is always present (possibly
 //     empty); chatEnded is present on every answer but requestChat's (as in the spec's
 //     schemas); refresh also carries tenantName.

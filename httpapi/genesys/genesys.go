@@ -27,6 +27,13 @@
 // type Agent; every other role appears as External. Handler.Transcript renders a room as the
 // client sees it, for agent-side tools and tests.
 //
+// # Security
+//
+// The API is anonymous until requestChat hands out a userId and a 128-bit secureKey, which
+// every later request must present (compared in constant time; only a hash is stored). Listing
+// a service in Config.ServiceNames opens it; Config.Gate can refuse or rate-limit requests
+// before anything is read or stored. Bodies are limited (Config.MaxBodyBytes, HTTP 413).
+//
 // # Transcript
 //
 // A transcript event's index is its engine position. Events Genesys has no type for
@@ -82,6 +89,14 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives internal errors (default slog.Default()).
 	Logger *slog.Logger
+	// Gate, when set, is called before every operation with its name ("requestChat", "send",
+	// "refresh"...), after the service name is checked and before the body is read. A non-nil
+	// error refuses the request: HTTP 429 with Retry-After if the error has a method
+	// RetryAfter() time.Duration, HTTP 403 otherwise. The Genesys API is anonymous by design
+	// (requestChat is how a web visitor starts a chat), so listing a service in ServiceNames
+	// is what opens it; Gate is where the program adds an origin check, a captcha token or a
+	// rate limit.
+	Gate func(r *http.Request, op string) error
 }
 
 // IdleConfig configures idle control: Notice warnings, then the end of the chat.
@@ -229,6 +244,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, &wireError{http: http.StatusMethodNotAllowed, errs: []APIError{{codeInvalid, "use POST"}}})
 		return
 	}
+	if h.cfg.Gate != nil {
+		name := op
+		if name == opRequestChat {
+			name = "requestChat"
+		}
+		if err := h.cfg.Gate(r, name); err != nil {
+			h.fail(w, r, nil, gateError(err))
+			return
+		}
+	}
 	form, err := readForm(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		h.fail(w, r, nil, err)
@@ -288,12 +313,23 @@ func readForm(w http.ResponseWriter, r *http.Request, limit int64) (url.Values, 
 	return r.Form, nil
 }
 
+// gateError turns a Gate refusal into 429 (with Retry-After) or 403.
+func gateError(err error) error {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return &wireError{http: http.StatusTooManyRequests, retryAfter: ra.RetryAfter(), errs: []APIError{{codeInvalid, "too many requests: " + err.Error()}}}
+	}
+	return &wireError{http: http.StatusForbidden, errs: []APIError{{codeInvalid, "refused: " + err.Error()}}}
+}
+
 func errTooLarge(limit int64) error {
 	return &wireError{http: http.StatusRequestEntityTooLarge, errs: []APIError{{codeInvalid, fmt.Sprintf("body larger than %d bytes", limit)}}}
 }
 
 // Params are the parameters of a request, parsed and checked by ParseParams.
 type Params struct {
+	// Alias, UserID and SecureKey are the session credentials of every operation but
+	// requestChat.
 	Alias, UserID, SecureKey string
 	// Message is the message, typing preview or notice text; HasMessage tells whether the
 	// field was sent.
@@ -701,6 +737,7 @@ type APIError struct {
 // wireError is an answer that is not statusCode 0.
 type wireError struct {
 	http       int
+	retryAfter time.Duration // for 429
 	statusCode int
 	chatEnded  bool
 	errs       []APIError
@@ -730,8 +767,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		h.log.Error("genesys: internal error", "reference", ref, "path", r.URL.Path, "err", err)
 		we = &wireError{http: http.StatusInternalServerError, statusCode: 1, errs: []APIError{{codeUnexpected, "unexpected error, reference " + ref}}}
 	}
-	if we.http == http.StatusBadRequest || we.http == http.StatusNotFound || we.http == http.StatusMethodNotAllowed ||
-		we.http == http.StatusUnsupportedMediaType || we.http == http.StatusRequestEntityTooLarge {
+	if we.http == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(we.retryAfter+time.Second-1, time.Second)/time.Second), 10))
+	}
+	if we.http >= 400 && we.http < 500 {
 		writeJSON(w, we.http, struct {
 			Errors []APIError `json:"errors"`
 		}{we.errs})

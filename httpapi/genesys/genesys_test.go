@@ -3,7 +3,9 @@ package genesys_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -432,4 +434,38 @@ func TestMultipart(t *testing.T) {
 	}
 	file := "--X\r\nContent-Disposition: form-data; name=\"nickname\"\r\n\r\nMo\r\n--X\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\ndata\r\n--X--\r\n"
 	checkErr(t, ev.raw("POST", "/"+service, "multipart/form-data; boundary=X", file), wantErr{400, 0, []int{300}})
+}
+
+type slowDown time.Duration
+
+func (s slowDown) Error() string             { return "slow down" }
+func (s slowDown) RetryAfter() time.Duration { return time.Duration(s) }
+
+func TestGate(t *testing.T) {
+	var calls []string
+	refuse := map[string]error{}
+	ev := newEnv(t, stores[0].mk, func(c *genesys.Config) {
+		c.Gate = func(r *http.Request, op string) error {
+			calls = append(calls, op)
+			return refuse[op]
+		}
+	})
+	c := ev.requestChat(url.Values{"nickname": {"Ann"}})
+	c.do("send", "message", "x")
+	c.refresh()
+	if diff := cmp.Diff([]string{"requestChat", "send", "refresh"}, calls); diff != "" {
+		t.Errorf("Gate calls (-want +got):\n%s", diff)
+	}
+	refuse["requestChat"] = errors.New("no captcha")
+	before := snapshot(t, ev)
+	checkErr(t, ev.post("/"+service, url.Values{"nickname": {"Bob"}}), wantErr{403, 0, []int{300}})
+	refuse["send"] = slowDown(1500 * time.Millisecond)
+	res, _ := c.do("send", "message", "y")
+	checkErr(t, res, wantErr{429, 0, []int{300}})
+	if res.header.Get("Retry-After") != "2" {
+		t.Errorf("Retry-After %q", res.header.Get("Retry-After"))
+	}
+	if diff := cmp.Diff(before, snapshot(t, ev)); diff != "" {
+		t.Errorf("refused requests changed the store:\n%s", diff)
+	}
 }
