@@ -221,6 +221,9 @@ var sessionOps = map[string]bool{
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if len(parts) == 2 && parts[1] == "" { // POST /{serviceName}/
+		parts = parts[:1]
+	}
 	if !h.services[parts[0]] {
 		h.fail(w, r, nil, &wireError{http: http.StatusNotFound, errs: []APIError{{codeServiceName, "serviceName is not configured"}}})
 		return

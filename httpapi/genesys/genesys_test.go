@@ -308,6 +308,8 @@ func TestErrors(t *testing.T) {
 			{"unknown serviceName", "POST", "/nope", "", "nickname=x", wantErr{404, 0, []int{306}}},
 			{"unknown serviceName op", "POST", "/nope/" + c.chatID + "/send", "", form(c, "message", "x"), wantErr{404, 0, []int{306}}},
 			{"unknown operation", "POST", path(c, "fly"), "", form(c), wantErr{404, 0, []int{300}}},
+			{"requestChat with a trailing slash", "POST", "/" + service + "/", "", "subject=x", bad(161, 102, 103)},
+			{"two segments", "POST", "/" + service + "/" + c.chatID, "", form(c), wantErr{404, 0, []int{300}}},
 			{"extra path", "POST", path(c, "send") + "/x", "", form(c), wantErr{404, 0, []int{300}}},
 			{"GET", "GET", path(c, "refresh"), "", "", wantErr{405, 0, []int{300}}},
 			{"requestChat without names", "POST", "/" + service, "", "subject=x", bad(161, 102, 103)},
