@@ -151,3 +151,13 @@ const defaultMemberAction = "join"
 // renders channel {"type":"app"}. (ours; the engine keeps no per-member surface data to store
 // anything else: see the report)
 const channelApp = "app"
+
+// Answers of POST .../events for the types whose engine call returns no event (member:*,
+// text:seen, text:delivered, text:typing:on/off): the event the call appended is found by
+// its membership record after the room's last position before the call (eventForOp), and
+// answered 201 {id, timestamp, href} with its engine position as the id. When the engine
+// appended nothing — a receipt at or below the member's watermark, text:typing:on that only
+// renewed a typing indicator with the same preview, text:typing:off while not typing — no
+// event was created, and the answer is 200 {} rather than an id of some earlier event or a
+// made-up one. (ours) Two identical requests racing may both be answered with the one event
+// the first appended.
