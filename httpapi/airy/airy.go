@@ -62,6 +62,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxHistory is the most messages authenticate returns (default DefaultMaxHistory).
 	MaxHistory int
+	// AllowedOrigins lists the origins (scheme://host[:port]) of the web pages that embed the
+	// widget and may call the API from the browser (CORS); "*" allows any. Empty allows no
+	// cross-origin call: the embedding program may then wrap the handler in its own CORS
+	// middleware.
+	AllowedOrigins []string
 	// Logger logs internal errors (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -226,6 +231,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, errNotFoundPath)
 		return
 	}
+	if s.cors(w, r) {
+		return // a preflight request, answered
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, s.log, errMethod)
@@ -235,6 +243,35 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h(w, r); err != nil {
 		writeError(w, s.log, err)
 	}
+}
+
+// cors adds the CORS headers for an allowed Origin and answers a preflight request (OPTIONS
+// with Access-Control-Request-Method), reporting whether it did.
+func (s *Service) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !s.originAllowed(origin) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", http.MethodPost)
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+func (s *Service) originAllowed(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // authRequest is the body of /chatplugin.authenticate.

@@ -611,3 +611,36 @@ func TestNewNeedsConfig(t *testing.T) {
 		t.Error("New(Config{}) succeeded")
 	}
 }
+
+func TestCORS(t *testing.T) {
+	f := newFixture(t, memory.New(), func(c *Config) { c.AllowedOrigins = []string{"https://shop.example.com"} })
+	do := func(method, origin string, preflight bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, f.srv.URL+"/chatplugin.authenticate", strings.NewReader(`{"channel_id":"`+testChannel+`"}`))
+		req.Header.Set("Origin", origin)
+		if preflight {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type,authorization")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := do("OPTIONS", "https://shop.example.com", true)
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") || resp.Header.Get("Access-Control-Allow-Methods") != "POST" {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do("POST", "https://shop.example.com", false); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" {
+		t.Errorf("POST from an allowed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do("OPTIONS", "https://evil.example.net", true); resp.StatusCode != 405 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do("POST", "https://evil.example.net", false); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("POST from another origin got CORS headers: %v", resp.Header)
+	}
+}
