@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -21,6 +23,14 @@ type storeFactory struct {
 
 var storeFactories = []storeFactory{
 	{"memory", func(testing.TB) chat.Store { return memory.New() }},
+	{"bolt", func(t testing.TB) chat.Store {
+		// NoSync: these tests are about behaviour; storage/bolt tests durability itself.
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
 }
 
 // forEachStore runs f as a subtest on every store.
