@@ -18,6 +18,8 @@ func openTemp(t testing.TB, o *Options) *Store {
 	return s
 }
 
+// TestStore runs the conformance suite. It checks semantics, not durability (the crash and
+// fault tests do, with fsync on), so it runs with NoSync to stay fast on a busy disk.
 func TestStore(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) chat.Store { return openTemp(t, nil) })
+	storagetest.Run(t, func(t *testing.T) chat.Store { return openTemp(t, &Options{NoSync: true}) })
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/parley-chat/chat"
 )
@@ -39,6 +40,9 @@ func appendAttrs(b []byte, m map[string]string) []byte {
 type decoder struct {
 	b   []byte
 	err error
+	// own says b is a private copy, never written again: strings and bodies point into it
+	// instead of being copied one by one.
+	own bool
 }
 
 func (d *decoder) fail() {
@@ -83,7 +87,13 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-func (d *decoder) str() string { return string(d.bytes()) }
+func (d *decoder) str() string {
+	b := d.bytes()
+	if d.own && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
+}
 
 func (d *decoder) byte() byte {
 	if len(d.b) < 1 {
@@ -122,12 +132,14 @@ func (d *decoder) attrs() map[string]string {
 	return m
 }
 
-func (d *decoder) done(what string) error {
+// done reports a decoding error, or bytes left over, naming the record with what(); what is
+// called only on error, so that decoding allocates nothing for the message.
+func (d *decoder) done(what func() string) error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errCorrupt
 	}
 	if d.err != nil {
-		return fmt.Errorf("%w: %s", d.err, what)
+		return fmt.Errorf("%w: %s", d.err, what())
 	}
 	return nil
 }
@@ -147,7 +159,7 @@ func decodeUser(id chat.ID, v []byte) (chat.User, error) {
 	d := decoder{b: v}
 	u := chat.User{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), Name: d.str(), DisplayName: d.str(),
 		Email: d.str(), AvatarURL: d.str(), Attributes: d.attrs()}
-	return u, d.done("user " + id.String())
+	return u, d.done(func() string { return "user " + id.String() })
 }
 
 // userName reads only the name of an encoded user.
@@ -187,7 +199,7 @@ func decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
 	r := chat.Room{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), EndedAt: d.time(), Name: d.str(),
 		DisplayName: d.str(), ImageURL: d.str(), Private: d.byte() == 1, EmptyTTL: time.Duration(d.varint()),
 		Joins: d.uvarint(), Attributes: d.attrs()}
-	return r, d.done("room " + id.String())
+	return r, d.done(func() string { return "room " + id.String() })
 }
 
 func roomName(v []byte) string {
@@ -218,7 +230,7 @@ func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
 	m := chat.Member{ID: id, RoomID: roomID, UserID: d.id(), State: chat.MemberState(d.byte()),
 		Nickname: d.str(), Role: role(d.bytes()), JoinNumber: d.uvarint(), Delivered: d.uvarint(),
 		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time()}
-	return m, d.done("member " + id.String())
+	return m, d.done(func() string { return "member " + id.String() })
 }
 
 // Event flags say which optional IDs follow.
@@ -268,11 +280,13 @@ func eventTime(v []byte) time.Time {
 	return microTime(int64(binary.BigEndian.Uint64(v)))
 }
 
-func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte) error {
+// decodeEvent decodes an event; if own is set, v is a private copy that the event's strings
+// and body may point into.
+func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte, own bool) error {
 	if len(v) < 8 {
 		return fmt.Errorf("%w: event %d", errCorrupt, pos)
 	}
-	d := decoder{b: v[8:]}
+	d := decoder{b: v[8:], own: own}
 	*ev = chat.Event{RoomID: roomID, Pos: pos, Time: eventTime(v), ID: d.id()}
 	flags := d.byte()
 	if flags&hasFrom != 0 {
@@ -288,11 +302,14 @@ func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte) error {
 	ev.Name = d.str()
 	ev.Text = d.str()
 	if body := d.bytes(); len(body) > 0 {
-		ev.Body = append([]byte(nil), body...)
+		if !own {
+			body = append([]byte(nil), body...)
+		}
+		ev.Body = body
 	}
 	ev.Ref = d.uvarint()
 	ev.Visibility = role(d.bytes())
-	return d.done(fmt.Sprintf("event %d of room %s", pos, roomID))
+	return d.done(func() string { return fmt.Sprintf("event %d of room %s", pos, roomID) })
 }
 
 // eventType and role return the engine's constants for the common values without allocating.

@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		crashChild(path)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeBigRoom()
+	os.Exit(code)
 }
 
 var crashRooms = []chat.ID{{0x01, 1}, {0x01, 2}, {0x01, 3}}

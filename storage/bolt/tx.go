@@ -208,7 +208,7 @@ func (t *readTx) Event(roomID chat.ID, pos uint64) (chat.Event, error) {
 		return chat.Event{}, notFound("event", pos)
 	}
 	var ev chat.Event
-	err = decodeEvent(&ev, roomID, pos, v)
+	err = decodeEvent(&ev, roomID, pos, bytes.Clone(v), true)
 	return ev, err
 }
 
@@ -235,9 +235,15 @@ func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, d
 		}
 	}
 	dst = growEvents(dst, limit)
+	var chunk []byte // private copies of the values, which the events' strings point into
 	for ; k != nil && limit > 0; k, v = next() {
+		if cap(chunk)-len(chunk) < len(v) {
+			chunk = make([]byte, 0, max(len(v), min(limit*256, 16<<10)))
+		}
+		n := len(chunk)
+		chunk = append(chunk, v...)
 		dst = append(dst, chat.Event{})
-		if err := decodeEvent(&dst[len(dst)-1], roomID, binary.BigEndian.Uint64(k), v); err != nil {
+		if err := decodeEvent(&dst[len(dst)-1], roomID, binary.BigEndian.Uint64(k), chunk[n:len(chunk):len(chunk)], true); err != nil {
 			return dst[:len(dst)-1], err
 		}
 		limit--
