@@ -197,6 +197,12 @@ func (h *Handler) createEvent(q *request) error {
 		}
 		return forbidden("You may only create events from your own member.")
 	}
+	// Except for member:joined (from an invited member) and member:left, `from` must be the
+	// user's joined member: the engine acts as the user's current membership, and an old
+	// (left) member id of a user who has rejoined must not speak for the new one.
+	if in.From != "" && in.Type != typeJoined && in.Type != typeLeft && from.State != chat.Joined {
+		return forbidden("The member is not joined to this conversation.")
+	}
 	needFrom := func() error {
 		if in.From == "" {
 			return validation("from", "is required for "+in.Type)
@@ -270,9 +276,6 @@ func (h *Handler) createEvent(q *request) error {
 		if typ == typeDelivered {
 			mark, et = h.e.MarkDelivered, chat.EventDelivered
 		}
-		if from.State != chat.Joined {
-			return forbidden("You are not a joined member of this conversation.")
-		}
 		if _, err := mark(q.ctx, r.ID, actor, pos); err != nil {
 			return fail(err, resEvent, "body.event_id")
 		}
@@ -285,9 +288,6 @@ func (h *Handler) createEvent(q *request) error {
 	case typ == typeTypingOn || typ == typeTypingOff:
 		if err := needFrom(); err != nil {
 			return err
-		}
-		if from.State != chat.Joined {
-			return forbidden("You are not a joined member of this conversation.")
 		}
 		et := chat.EventTypingStopped
 		if typ == typeTypingOn {

@@ -250,6 +250,14 @@ func TestEventErrors(t *testing.T) {
 		v.must(200, v.do("DELETE", "/conversations/"+c.cid+"/members/"+c.bobM, v.admin, nil))
 		v.wantError(v.event(c, v.admin, fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"x"}}`, c.bobM)), 403, codePermission, "")
 		v.wantError(v.event(c, v.admin, fmt.Sprintf(`{"type":"text:typing:on","from":%q}`, c.bobM)), 403, codePermission, "")
+		// After a rejoin, the old member id does not speak for the new membership.
+		newBob := v.join(c.cid, c.bob)
+		v.wantError(v.event(c, v.token("ee-bob"), fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"x"}}`, c.bobM)), 403, codePermission, "")
+		v.wantError(v.event(c, v.token("ee-bob"), fmt.Sprintf(`{"type":"text:seen","from":%q,"body":{"event_id":1}}`, c.bobM)), 403, codePermission, "")
+		r := v.must(201, v.event(c, v.token("ee-bob"), fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"back"}}`, newBob)))
+		if ev, _ := v.e.Event(context.Background(), c.room, uint64(r.obj()["id"].(float64))); memberID(ev.From) != newBob {
+			t.Fatalf("text from %s, want the new member %s", memberID(ev.From), newBob)
+		}
 		// Retrieval errors.
 		v.wantError(v.do("GET", "/conversations/"+c.cid+"/events/0", v.admin, nil), 404, codeEventNotFound, "")
 		v.wantError(v.do("GET", "/conversations/"+c.cid+"/events/abc", v.admin, nil), 404, codeEventNotFound, "")

@@ -94,6 +94,9 @@ func (h *Handler) createMember(q *request) error {
 		if err := q.ownMember(inviter); err != nil {
 			return err
 		}
+		if inviter.State != chat.Joined {
+			return forbidden("The inviting member is not joined to this conversation.")
+		}
 		by = inviter.UserID
 	}
 	var m chat.Member
