@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -15,7 +16,10 @@ import (
 // broadcaster serves /broadcast: the operators' connections, fed by one engine Feed (for the
 // transcript events of every chat) and by the server-to-server endpoints (for the rest).
 type broadcaster struct {
-	h      *Handler
+	h       *Handler
+	repairs atomic.Int64 // how many times the Feed lagged and was repaired
+	// slowPump, when set (by tests), runs before each Feed event is handled.
+	slowPump func()
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
 	cancel context.CancelFunc // stops the running pump; nil when none runs
@@ -86,15 +90,32 @@ func (b *broadcaster) pump(ctx context.Context, feed *chat.Feed, p *pumpState) {
 		ev, err := feed.Next(ctx)
 		switch {
 		case errors.Is(err, chat.ErrLagged):
+			b.repairs.Add(1)
 			if err := p.repair(ctx); err != nil {
+				b.h.log.Warn("bezlimit: repairing the broadcast feed", "err", err)
+				b.closeAll()
 				return
 			}
 			continue
 		case err != nil:
 			return
 		}
+		if b.slowPump != nil {
+			b.slowPump()
+		}
 		p.handle(ctx, &ev)
 	}
+}
+
+// closeAll closes every /broadcast connection: the pump cannot go on (the store failed
+// during a repair), and the operators reconnect to a fresh one.
+func (b *broadcaster) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.conns {
+		c.close(websocket.StatusTryAgainLater, "broadcast interrupted; reconnect")
+	}
+	b.cancel = nil
 }
 
 // pumpState is what the pump knows: the last position it handled in each room and a

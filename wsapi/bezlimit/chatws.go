@@ -163,9 +163,11 @@ func (h *Handler) catchUp(c *conn, hb *hub, from uint64) error {
 // hands each decoded event to handle; a frame that does not decode gets an error frame and
 // the connection goes on.
 func (h *Handler) readLoop(c *conn, handle func(context.Context, clientEvent)) {
-	ctx := h.ctx // Close cancels it, which closes the connection and ends Read
+	// Read ends when the connection closes (Handler.Close closes it with a handshake; a
+	// cancelled context would drop it without one). Engine calls run under h.ctx.
+	ctx := h.ctx
 	for {
-		typ, b, err := c.ws.Read(ctx)
+		typ, b, err := c.ws.Read(context.Background())
 		if err != nil {
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -30,6 +32,14 @@ var storeFactories = []struct {
 	open func(t testing.TB) chat.Store
 }{
 	{"memory", func(t testing.TB) chat.Store { s := memory.New(); t.Cleanup(func() { s.Close() }); return s }},
+	{"bolt", func(t testing.TB) chat.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
 }
 
 // env is one handler on one engine behind an httptest.Server.

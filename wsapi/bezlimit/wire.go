@@ -92,7 +92,6 @@ type clientEvent struct {
 	Send     *sendMessage
 	Mark     *markMessage
 	Typing   *updateTyping
-	dataSize int
 }
 
 type sendMessage struct {
@@ -134,7 +133,7 @@ func decodeClientFrame(b []byte) (clientEvent, error) {
 	if raw.Type == nil {
 		return clientEvent{}, badFrame("no type")
 	}
-	ev := clientEvent{Type: *raw.Type, dataSize: len(raw.Data)}
+	ev := clientEvent{Type: *raw.Type}
 	data := bytes.TrimSpace(raw.Data)
 	if len(data) == 0 || data[0] != '{' {
 		return clientEvent{}, badFrame("%s: data must be an object", ev.Type)
