@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -429,4 +430,40 @@ func TestTypingExpiresOnTheRealClock(t *testing.T) {
 	if ts := e.Typing(room.ID); len(ts) != 0 {
 		t.Fatalf("still typing: %+v", ts)
 	}
+}
+
+func TestEndedRoomRefusesChanges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		msg := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "hi"}))
+		must[chat.Event](t)(e.EndRoom(ctx, w.room.ID))
+		nick := "new"
+		for name, op := range map[string]func() error{
+			"send": func() error { _, err := e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "x"}); return err },
+			"nickname": func() error {
+				_, err := e.UpdateMember(ctx, w.room.ID, w.ada.ID, chat.MemberUpdate{Nickname: &nick})
+				return err
+			},
+			"typing": func() error { return e.StartTyping(ctx, w.room.ID, w.ada.ID, "") },
+			"edit": func() error {
+				_, err := e.Edit(ctx, w.room.ID, w.ada.ID, msg.Pos, chat.NewMessage{Text: "y"})
+				return err
+			},
+			"join":   func() error { _, err := e.Join(ctx, w.room.ID, w.outsider.ID, chat.JoinOptions{}); return err },
+			"end":    func() error { _, err := e.EndRoom(ctx, w.room.ID); return err },
+			"notice": func() error { _, err := e.Notice(ctx, w.room.ID, "x"); return err },
+		} {
+			before := w.last(t)
+			if err := op(); !errors.Is(err, chat.ErrEnded) {
+				t.Errorf("%s on an ended room: %v, want ErrEnded", name, err)
+			}
+			if w.last(t) != before {
+				t.Errorf("%s on an ended room appended an event", name)
+			}
+		}
+		// Leaving and receipts still work.
+		must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, msg.Pos))
+		must[chat.Member](t)(e.Leave(ctx, w.room.ID, w.bob.ID))
+	})
 }

@@ -454,13 +454,17 @@ type MemberUpdate struct {
 }
 
 // UpdateMember changes a joined member's nickname or role. A nickname change appends
-// EventNickname with the new nickname as its text. It returns ErrNotMember, ErrInvalid.
+// EventNickname with the new nickname as its text. It returns ErrNotMember, ErrInvalid,
+// ErrEnded.
 func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberUpdate) (Member, error) {
 	if err := checkName("nickname", deref(up.Nickname), maxField); err != nil {
 		return Member{}, err
 	}
 	var m Member
 	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		if _, err := tx.openRoom(roomID); err != nil {
+			return err
+		}
 		if m, err = tx.joined(roomID, userID); err != nil {
 			return err
 		}
