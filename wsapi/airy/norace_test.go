@@ -1,0 +1,5 @@
+//go:build !race
+
+package airy
+
+const raceEnabled = false
