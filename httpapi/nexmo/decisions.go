@@ -161,3 +161,13 @@ const channelApp = "app"
 // event was created, and the answer is 200 {} rather than an id of some earlier event or a
 // made-up one. (ours) Two identical requests racing may both be answered with the one event
 // the first appended.
+
+// PUT /conversations/{id} and PUT /users/{id} change only the fields the body gives
+// (absent fields stay; `properties` given replaces the stored properties, and its ttl, when
+// given, the engine TTL; an empty object removes numbers or properties). The spec calls the
+// conversation operation "replace" but defines no field as required, so a full replacement
+// would blank fields a client did not mean to touch. (ours)
+//
+// POST /conversations/{id}/members without `action` joins (the spec's example); `user_name`
+// is accepted in place of `user_id`. Ids in paths that do not parse are unknown ids (404 of
+// that resource), not validation failures. (ours)
