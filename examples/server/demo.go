@@ -225,7 +225,15 @@ func printBanner(w io.Writer, base string, cfg config, d *demo) {
   Bezlimit         ws%[9]s/bezlimit/chat   ws%[9]s/bezlimit/broadcast   Api-Token: %[10]s
   health           %[1]s/healthz
 
-Credentials (and a Nexmo admin token valid for 24h) are in %[11]s: . ./%[11]s
+Credentials (and a Nexmo admin token valid for 24h) are in %[11]s: . %[12]s
 `, base, storeDesc, d.get(varBezOperator), d.get(varChapiKey), d.get(varGenesys), d.get(varNexmoApp),
-		d.get(varNexmoKeyFile), d.get(varAiryChannel), strings.TrimPrefix(base, "http"), d.get(varBezAPI), d.file)
+		d.get(varNexmoKeyFile), d.get(varAiryChannel), strings.TrimPrefix(base, "http"), d.get(varBezAPI), d.file, sourcePath(d.file))
+}
+
+// sourcePath is how a shell sources file: "." needs a path with a slash to skip $PATH.
+func sourcePath(file string) string {
+	if strings.Contains(file, "/") {
+		return file
+	}
+	return "./" + file
 }
