@@ -158,7 +158,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(MessageLimitFactor * h.cfg.MaxFrameBytes))
 	c := &conn{h: h, ws: ws, in: make(chan inbound, 1), evs: make(chan followed, 1)}
 	c.ctx, c.cancel = context.WithCancel(h.ctx)
-	c.run()
+	// The connection runs in a goroutine of its own so that net/http's goroutine, with its
+	// deep stack and the request it holds, ends now: the WebSocket is hijacked and lives on.
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		c.run()
+	}()
 }
 
 // inbound is what the reader hands the connection: the frames of one WebSocket message, and

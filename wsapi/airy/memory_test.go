@@ -88,7 +88,7 @@ func readUntil(t *testing.T, c net.Conn, buf []byte, want string) {
 
 // TestIdleConnectionMemory measures what an idle, subscribed connection costs the server
 // (heap and stacks, client side excluded) and holds it to a ceiling. DESIGN.md's target is
-// 10 KB, which this handler does not meet (about 38 KB). Set AIRY_HEAP_PROFILE=file to write
+// 10 KB, which this handler does not meet (about 36 KB). Set AIRY_HEAP_PROFILE=file to write
 // a heap profile of the connections.
 func TestIdleConnectionMemory(t *testing.T) {
 	if testing.Short() {
