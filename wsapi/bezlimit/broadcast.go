@@ -20,9 +20,9 @@ type broadcaster struct {
 	repairs atomic.Int64 // how many times the Feed lagged and was repaired
 	// slowPump, when set (by tests), runs before each Feed event is handled.
 	slowPump func()
-	mu     sync.Mutex
-	conns  map[*conn]struct{}
-	cancel context.CancelFunc // stops the running pump; nil when none runs
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	cancel   context.CancelFunc // stops the running pump; nil when none runs
 }
 
 func (b *broadcaster) init(h *Handler) { b.h, b.conns = h, make(map[*conn]struct{}) }
@@ -196,6 +196,16 @@ func (p *pumpState) handle(ctx context.Context, ev *chat.Event) {
 
 // serveBroadcast upgrades a /broadcast connection (operators only).
 func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
+	if !h.enter() {
+		writeHTTPError(w, fmt.Errorf("bezlimit: shutting down: %w", chat.ErrClosed))
+		return
+	}
+	handed := false // to the reader goroutine, with the enter token
+	defer func() {
+		if !handed {
+			h.leave()
+		}
+	}()
 	id, err := h.authenticate(r)
 	if err != nil {
 		writeHTTPError(w, err)
@@ -215,26 +225,31 @@ func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, fmt.Errorf("bezlimit: shutting down: %w", chat.ErrClosed))
 		return
 	}
-	defer h.untrack(c)
 	if err := h.bc.add(c); err != nil {
+		h.untrack(c)
 		writeHTTPError(w, err)
 		return
 	}
-	defer h.bc.remove(c)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
+	end := func() {
+		h.bc.remove(c)
+		c.close(websocket.StatusNormalClosure, "")
+		c.writer.Wait()
+		h.untrack(c)
+	}
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
 	if err != nil {
-		c.close(websocket.StatusAbnormalClosure, "")
+		end()
 		return
 	}
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	c.attach(ws)
-	defer c.writer.Wait()
-	defer c.close(websocket.StatusNormalClosure, "")
 	if c.isClosed() { // closed (too slow, shutting down) before the upgrade
 		_ = ws.Close(closeGone, "closed")
+		end()
 		return
 	}
-	h.readLoop(c, func(_ context.Context, ev clientEvent) {
+	handed = true
+	h.goRead(c, func(_ context.Context, ev clientEvent) {
 		c.sendError(ev.Type, fmt.Errorf("bezlimit: /broadcast takes no client events: %w", errBadFrame))
-	})
+	}, end)
 }

@@ -16,6 +16,16 @@ import (
 // serveChat upgrades a /chat connection: authenticate, find the chat, check access, catch
 // up from ?after=, then read client events until the connection ends.
 func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
+	if !h.enter() {
+		writeHTTPError(w, fmt.Errorf("bezlimit: shutting down: %w", chat.ErrClosed))
+		return
+	}
+	handed := false // to the reader goroutine, with the enter token
+	defer func() {
+		if !handed {
+			h.leave()
+		}
+	}()
 	ctx := r.Context()
 	id, err := h.authenticate(r)
 	if err != nil {
@@ -47,7 +57,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	if err := h.admit(ctx, id.User, user, room); err != nil {
+	member, err := h.admit(ctx, id.User, user, room)
+	if err != nil {
 		writeHTTPError(w, err)
 		return
 	}
@@ -60,28 +71,31 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	defer h.releaseHub(hb)
 	if from == 0 { // live only: from what the hub has not dispatched yet, before the upgrade
 		hb.lock()
 		from = hb.next
 		hb.unlock()
 	}
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
 	if err != nil {
+		h.releaseHub(hb)
 		return // Accept has answered
 	}
 	ws.SetReadLimit(h.cfg.ReadLimit)
 	c := newConn(h, ws, id, user)
-	c.room = roomID
+	c.room, c.member = roomID, member
 	if !h.track(c) {
 		_ = ws.Close(closeGone, "server shutting down")
+		h.releaseHub(hb)
 		return
 	}
-	defer h.untrack(c)
-	defer c.writer.Wait()
-	defer c.close(websocket.StatusNormalClosure, "")
-
+	end := func() {
+		c.close(websocket.StatusNormalClosure, "")
+		c.writer.Wait()
+		h.untrack(c)
+		h.releaseHub(hb)
+	}
 	if err := h.catchUp(c, hb, from); err != nil {
 		code, reason := websocket.StatusInternalError, "internal error"
 		switch {
@@ -89,28 +103,31 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 			code, reason = closeChatGone, "chat deleted"
 		case errors.Is(err, chat.ErrClosed), h.ctx.Err() != nil:
 			code, reason = closeGone, "server shutting down"
-		case c.isClosed():
-			return
 		}
 		c.close(code, reason)
+		end()
 		return
 	}
-	defer hb.unregister(c)
-	h.readLoop(c, func(ctx context.Context, ev clientEvent) { h.handleChatEvent(ctx, c, ev) })
+	handed = true
+	h.goRead(c, func(ctx context.Context, ev clientEvent) { h.handleChatEvent(ctx, c, ev) }, func() {
+		hb.unregister(c)
+		end()
+	})
 }
 
-// admit checks that an identity may open a chat, joining it where the chat names it.
-func (h *Handler) admit(ctx context.Context, u User, user chat.ID, room chat.Room) error {
+// admit checks that an identity may open a chat, joining it where the chat names it. It
+// reports whether the user is a joined member (false: an operator watching).
+func (h *Handler) admit(ctx context.Context, u User, user chat.ID, room chat.Room) (bool, error) {
 	m, err := h.e.Member(ctx, room.ID, user)
 	if err == nil && m.State == chat.Joined {
-		return nil
+		return true, nil
 	}
 	if err != nil && !errors.Is(err, chat.ErrNotFound) {
-		return err
+		return false, err
 	}
 	ci, err := h.chatInfo(ctx, room.ID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	role := engineRole(u.Role)
 	switch {
@@ -120,11 +137,11 @@ func (h *Handler) admit(ctx context.Context, u User, user chat.ID, room chat.Roo
 		if errors.Is(err, chat.ErrConflict) { // joined concurrently
 			err = nil
 		}
-		return err
+		return err == nil, err
 	case role == chat.RoleOperator && h.mayView(u, room):
-		return nil // watches; posts are refused until joined
+		return false, nil // watches; posts are refused until joined
 	}
-	return fmt.Errorf("bezlimit: user %d is not in chat %s: %w", u.ID, room.ID.UUID(), chat.ErrForbidden)
+	return false, fmt.Errorf("bezlimit: user %d is not in chat %s: %w", u.ID, room.ID.UUID(), chat.ErrForbidden)
 }
 
 // catchUp writes what the connection missed since position from, straight from the store,
@@ -157,6 +174,17 @@ func (h *Handler) catchUp(c *conn, hb *hub, from uint64) error {
 			from = buf[i].Pos + 1
 		}
 	}
+}
+
+// goRead runs a connection's reader on a goroutine of its own, with end after it, and
+// lets the HTTP handler return: the upgrade's request, and the handler goroutine's stack
+// grown while setting up, are then freed. The handler's enter token passes to the reader.
+func (h *Handler) goRead(c *conn, handle func(context.Context, clientEvent), end func()) {
+	go func() {
+		defer h.leave()
+		defer end()
+		h.readLoop(c, handle)
+	}()
 }
 
 // readLoop is a connection's one reader: it reads frames until the connection ends and

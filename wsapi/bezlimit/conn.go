@@ -31,6 +31,9 @@ type conn struct {
 	user chat.ID   // engine user
 	role chat.Role // engine role of the identity
 	room chat.ID   // /chat: the chat
+	// member: /chat: the user was a joined member when it connected (watchers have no
+	// presence).
+	member bool
 
 	next uint64 // /chat: the next position the connection expects; guarded by its hub's mu
 

@@ -52,6 +52,8 @@ const (
 	maxAttachments      = 32               // attachments per message
 	catchUpBatch        = 256              // events read from the store per resume step
 	receiptSpan         = 1000             // messages a single receipt may update, newest first
+	maxPresenceSnapshot = 64               // members a new socket is told about on arrival
+	connBufferSize      = 1024             // read and write buffers of a connection, bytes
 )
 
 // Close codes and reasons sent to clients.
@@ -159,7 +161,8 @@ const (
 // last position it had seen (or, for rooms it had not seen, the events since the Feed
 // started) before it goes on; clients see every event once, in order per chat.
 //
-// user_connected/user_disconnected are presence, not transcript: the first socket of a
-// user on a chat announces it to the chat's other sockets, the last one to close says
-// goodbye; a new socket is first told, with one user_connected each, who is there already.
-// They have no position and are not replayed on resume.
+// user_connected/user_disconnected are presence, not transcript, and only for joined
+// members (an operator watching a chat is not announced): the first socket of a member on a
+// chat announces it to the chat's other sockets, the last one to close says goodbye; a new
+// socket is first told, with one user_connected each, which members are there already (at
+// most maxPresenceSnapshot). They have no position and are not replayed on resume.

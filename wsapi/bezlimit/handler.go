@@ -142,6 +142,20 @@ func (h *Handler) Close() error {
 	return nil
 }
 
+// enter admits a request that may start goroutines: it holds one count of h.wg (so that
+// Close waits for it) until leave. It reports false once Close has begun.
+func (h *Handler) enter() bool {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Handler) leave() { h.wg.Done() }
+
 func (h *Handler) track(c *conn) bool {
 	h.connsMu.Lock()
 	defer h.connsMu.Unlock()

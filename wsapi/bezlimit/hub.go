@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -39,6 +40,9 @@ func (h *Handler) acquireHub(room chat.ID) (*hub, error) {
 	if hb := h.hubs[room]; hb != nil {
 		hb.refs++
 		return hb, nil
+	}
+	if h.ctx.Err() != nil {
+		return nil, fmt.Errorf("bezlimit: shutting down: %w", chat.ErrClosed)
 	}
 	f, err := h.e.Follow(h.ctx, room, 0)
 	if err != nil {
@@ -140,10 +144,14 @@ func (hb *hub) register(c *conn, p uint64) (bool, error) {
 		return false, nil
 	}
 	c.next = p
-	// The newcomer learns who is here already, once per user.
+	// The newcomer learns which members are here already, once per user, at most
+	// maxPresenceSnapshot of them.
 	told := map[chat.ID]bool{c.user: true}
 	for s := range hb.subs {
-		if !told[s.user] {
+		if len(told) > maxPresenceSnapshot {
+			break
+		}
+		if s.member && !told[s.user] {
 			told[s.user] = true
 			if f := hb.presenceFrame(s, evUserConnected); f != nil {
 				c.enqueue(f)
@@ -151,9 +159,11 @@ func (hb *hub) register(c *conn, p uint64) (bool, error) {
 		}
 	}
 	hb.subs[c] = struct{}{}
-	hb.online[c.user]++
-	if hb.online[c.user] == 1 {
-		hb.presence(c, evUserConnected)
+	if c.member {
+		hb.online[c.user]++
+		if hb.online[c.user] == 1 {
+			hb.presence(c, evUserConnected)
+		}
 	}
 	return true, nil
 }
@@ -165,6 +175,9 @@ func (hb *hub) unregister(c *conn) {
 		return
 	}
 	delete(hb.subs, c)
+	if !c.member {
+		return
+	}
 	hb.online[c.user]--
 	if hb.online[c.user] == 0 {
 		delete(hb.online, c.user)

@@ -88,10 +88,10 @@ type messageBody struct {
 
 // clientEvent is a decoded client frame: one of the pointer fields is set.
 type clientEvent struct {
-	Type     string
-	Send     *sendMessage
-	Mark     *markMessage
-	Typing   *updateTyping
+	Type   string
+	Send   *sendMessage
+	Mark   *markMessage
+	Typing *updateTyping
 }
 
 type sendMessage struct {
