@@ -29,7 +29,7 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
 // checkGoroutines fails the test if goroutines started during it are still running once its
 // other cleanups have run. Call it first in a test.
-func checkGoroutines(t *testing.T) {
+func checkGoroutines(t testing.TB) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
@@ -81,12 +81,12 @@ func eachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	}
 }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	return newFixtureOn(t, memory.New(), mod)
 }
 
-func newFixtureOn(t *testing.T, store chat.Store, mod func(*Config)) *fixture {
+func newFixtureOn(t testing.TB, store chat.Store, mod func(*Config)) *fixture {
 	t.Helper()
 	t.Cleanup(func() { store.Close() })
 	e, err := chat.Open(context.Background(), store)
@@ -123,7 +123,7 @@ func newFixtureOn(t *testing.T, store chat.Store, mod func(*Config)) *fixture {
 }
 
 // post calls a REST endpoint and decodes the answer.
-func (f *fixture) post(t *testing.T, endpoint, token, body string, out any) {
+func (f *fixture) post(t testing.TB, endpoint, token, body string, out any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", f.srv.URL+"/"+endpoint, strings.NewReader(body))
 	if token != "" {
@@ -145,7 +145,7 @@ func (f *fixture) post(t *testing.T, endpoint, token, body string, out any) {
 }
 
 // authenticate starts a conversation and returns its auth token and the conversation.
-func (f *fixture) authenticate(t *testing.T) (string, httpairy.Conversation) {
+func (f *fixture) authenticate(t testing.TB) (string, httpairy.Conversation) {
 	t.Helper()
 	var a struct {
 		Token string `json:"token"`
@@ -159,7 +159,7 @@ func (f *fixture) authenticate(t *testing.T) (string, httpairy.Conversation) {
 }
 
 // agent joins an agent to the conversation's room.
-func (f *fixture) agent(t *testing.T, room chat.ID) chat.ID {
+func (f *fixture) agent(t testing.TB, room chat.ID) chat.ID {
 	t.Helper()
 	u, err := f.e.CreateUser(context.Background(), chat.NewUser{DisplayName: "Agent"})
 	if err != nil {
@@ -173,13 +173,13 @@ func (f *fixture) agent(t *testing.T, room chat.ID) chat.ID {
 
 // client is a minimal STOMP client over coder/websocket.
 type client struct {
-	t       *testing.T
+	t       testing.TB
 	ws      *websocket.Conn
 	pending []stomp.Frame
 	beats   int // heart-beats received
 }
 
-func (f *fixture) dial(t *testing.T, subprotocols ...string) *client {
+func (f *fixture) dial(t testing.TB, subprotocols ...string) *client {
 	t.Helper()
 	if subprotocols == nil {
 		subprotocols = []string{"v10.stomp", "v11.stomp", "v12.stomp"}
