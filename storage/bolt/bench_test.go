@@ -70,9 +70,23 @@ func runSenders(b *testing.B, n int, op func(sender, i int) error) {
 var text200 = strings.Repeat("x", 200)
 
 func BenchmarkSend(b *testing.B) {
+	benchSend(b, nil)
+}
+
+// BenchmarkSendNoFreelistSync is BenchmarkSend with Options.NoFreelistSync.
+func BenchmarkSendNoFreelistSync(b *testing.B) {
+	benchSend(b, &Options{NoFreelistSync: true})
+}
+
+// BenchmarkSendNoSync is BenchmarkSend without fsync: the CPU ceiling of the write path.
+func BenchmarkSendNoSync(b *testing.B) {
+	benchSend(b, &Options{NoSync: true})
+}
+
+func benchSend(b *testing.B, o *Options) {
 	for _, n := range senderCounts {
 		b.Run(fmt.Sprintf("senders=%d", n), func(b *testing.B) {
-			s := openTemp(b, nil)
+			s := openTemp(b, o)
 			e, err := chat.Open(ctx, s)
 			if err != nil {
 				b.Fatal(err)
@@ -93,10 +107,13 @@ func BenchmarkSend(b *testing.B) {
 				}
 				users[i] = u.ID
 			}
+			before := s.Stats()
 			runSenders(b, n, func(g, _ int) error {
 				_, err := e.Send(ctx, room.ID, users[g], chat.NewMessage{Text: text200})
 				return err
 			})
+			after := s.Stats()
+			b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(after.Commits-before.Commits), "txs/commit")
 		})
 	}
 }

@@ -13,6 +13,30 @@ import (
 // readTx implements chat.ReadTx on a bbolt transaction (read-only, or the writer's).
 type readTx struct {
 	tx *bbolt.Tx
+	// last caches each room's last position and time for the writer's bbolt transaction
+	// (nil in read-only ones): the engine reads the room and then appends, and both would
+	// otherwise seek to the end of the transcript.
+	last map[chat.ID]lastEvent
+}
+
+type lastEvent struct {
+	pos  uint64
+	time time.Time
+}
+
+// lastOf returns the position and time of the last event in the transcript b of room id.
+func (t *readTx) lastOf(id chat.ID, b *bbolt.Bucket) lastEvent {
+	if l, ok := t.last[id]; ok {
+		return l
+	}
+	var l lastEvent
+	if k, v := b.Cursor().Last(); k != nil {
+		l = lastEvent{binary.BigEndian.Uint64(k), eventTime(v)}
+	}
+	if t.last != nil {
+		t.last[id] = l
+	}
+	return l
 }
 
 func notFound(what string, key any) error {
@@ -100,9 +124,8 @@ func (t *readTx) decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
 		return r, err
 	}
 	if b := t.roomBucket(kindEvents, id); b != nil {
-		if k, v := b.Cursor().Last(); k != nil {
-			r.LastPos, r.LastTime = binary.BigEndian.Uint64(k), eventTime(v)
-		}
+		l := t.lastOf(id, b)
+		r.LastPos, r.LastTime = l.pos, l.time
 	}
 	return r, nil
 }
@@ -284,8 +307,16 @@ type writeTx struct {
 	after []func()
 }
 
-func (w *writeTx) begin(tx *bbolt.Tx, after []func()) {
+// begin prepares w for the next Update in tx. newTx says tx is a new bbolt transaction, whose
+// cache starts empty.
+func (w *writeTx) begin(tx *bbolt.Tx, newTx bool, after []func()) {
 	w.tx, w.dirty, w.after = tx, false, after
+	if w.last == nil {
+		w.last = make(map[chat.ID]lastEvent)
+	}
+	if newTx {
+		clear(w.last)
+	}
 }
 
 func (w *writeTx) AfterCommit(f func()) { w.after = append(w.after, f) }
@@ -370,6 +401,7 @@ func (w *writeTx) PutRoom(r chat.Room) error {
 		return err
 	}
 	if old == nil {
+		delete(w.last, r.ID)
 		var name [17]byte
 		copy(name[1:], r.ID[:])
 		for _, kind := range []byte{kindEvents, kindMembers, kindRevisions} {
@@ -390,6 +422,7 @@ func (w *writeTx) DeleteRoom(id chat.ID) error {
 	}
 	name := roomName(old)
 	w.dirty = true
+	delete(w.last, id)
 	// Drop the membership index entries of the room's members.
 	idx := w.tx.Bucket(bMemberships)
 	if mb := w.roomBucket(kindMembers, id); mb != nil {
@@ -450,19 +483,21 @@ func (w *writeTx) Append(ev *chat.Event) error {
 		return err
 	}
 	b.FillPercent = 1.0 // append-only
-	var last uint64
+	last := w.lastOf(ev.RoomID, b)
 	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
-	if k, v := b.Cursor().Last(); k != nil {
-		last = binary.BigEndian.Uint64(k)
-		if lt := eventTime(v); !ev.Time.After(lt) {
-			ev.Time = lt.Add(time.Microsecond)
-		}
+	if last.pos > 0 && !ev.Time.After(last.time) {
+		ev.Time = last.time.Add(time.Microsecond)
 	}
-	ev.Pos = last + 1
+	ev.Pos = last.pos + 1
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], ev.Pos)
 	w.s.arena.scratch = appendEvent(w.scratch(), ev)
-	return w.put(b, key[:], w.s.arena.scratch)
+	if err := w.put(b, key[:], w.s.arena.scratch); err != nil {
+		delete(w.last, ev.RoomID) // unknown state: read it again
+		return err
+	}
+	w.last[ev.RoomID] = lastEvent{ev.Pos, ev.Time}
+	return nil
 }
 
 func (w *writeTx) SetRevision(roomID chat.ID, pos, rev uint64) error {
