@@ -12,7 +12,11 @@
 //
 // Anyone who knows a configured channel id may start a conversation: that is the widget's
 // design (the visitor is anonymous). Configuring channels is how the embedding program turns
-// that on; no channel is open by default.
+// that on; no channel is open by default. The widget calls the API from the pages that embed
+// it: list their origins in Config.AllowedOrigins (CORS), or wrap the handler in CORS
+// middleware of your own.
+//
+// Every choice the Airy docs and code leave open is a named constant in decisions.go.
 package airy
 
 import (
