@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -275,4 +276,39 @@ func BenchmarkFileSize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCodec compares the record encoding used (encoding/binary) with JSON for a typical
+// message event: bytes per record and time to encode and decode it.
+func BenchmarkCodec(b *testing.B) {
+	ev := chat.Event{RoomID: chat.ID{1}, Pos: 12345, ID: chat.ID{2, 3}, Type: chat.EventMessage, From: chat.ID{4},
+		User: chat.ID{5}, Text: text200, Time: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)}
+	b.Run("binary", func(b *testing.B) {
+		var buf []byte
+		var out chat.Event
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = appendEvent(buf[:0], &ev)
+			if err := decodeEvent(&out, ev.RoomID, ev.Pos, buf, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/record")
+	})
+	b.Run("json", func(b *testing.B) {
+		var buf []byte
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			buf, err = json.Marshal(&ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var out chat.Event
+			if err := json.Unmarshal(buf, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/record")
+	})
 }

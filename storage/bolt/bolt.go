@@ -386,6 +386,7 @@ func (s *Store) writer() {
 func settle(r *request, err error) {
 	r.err = err
 	r.ended = true
+	clear(r.after) // keep no closures alive in the pool
 	r.after = r.after[:0]
 	r.done <- struct{}{}
 }
