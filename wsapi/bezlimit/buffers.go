@@ -27,10 +27,17 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	var src io.Reader = conn
+	br := bufio.NewReaderSize(conn, connBufferSize)
 	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent right after its request (net/http may hold one it read
+		// in the background) must reach the new reader's buffer: websocket.Accept keeps
+		// what is buffered there and nothing else.
 		b, _ := brw.Reader.Peek(n)
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(connBufferSize, n))
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(src, connBufferSize), bufio.NewWriterSize(conn, connBufferSize)), nil
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, connBufferSize)), nil
 }

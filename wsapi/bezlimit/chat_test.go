@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -297,5 +301,74 @@ func TestResumeBadPosition(t *testing.T) {
 		if _, err := v.dial("/chat", "client:1", url.Values{"chat": {room.UUID()}, "after": {after}}); err == nil {
 			t.Errorf("after=%s: connected", after)
 		}
+	}
+}
+
+// A receipt for a later message updates every earlier message of the other side that it
+// newly covers, once; the reader's own messages are not updated.
+func TestReceiptRange(t *testing.T) {
+	v := newEnv(t, envOpt{})
+	room := v.newChat(1, 2)
+	vis := v.chatConn("client:1", room)
+	op := v.chatConn("operator:2", room)
+	var pos []uint64
+	for _, text := range []string{"a", "b", "c"} {
+		vis.send(evSendMessage, map[string]any{"text": text})
+		f, _ := op.untilText(text)
+		pos = append(pos, f.Position)
+	}
+	op.send(evSendMessage, map[string]any{"text": "mine"})
+	f, _ := op.untilText("mine")
+	mine := f.Position
+	op.send(evMarkRead, map[string]any{"message_id": mine}) // covers a, b, c and its own
+	var got []uint64
+	for range 3 {
+		f, _ := vis.until(evMessageUpdated, nil)
+		if m := f.message(); m.Status != "read" {
+			t.Errorf("status %q", m.Status)
+		} else {
+			got = append(got, m.ID)
+		}
+	}
+	if diff := cmp.Diff(pos, got); diff != "" {
+		t.Errorf("updated messages (-want +got):\n%s", diff)
+	}
+	// Read implies delivered: a later delivered receipt for them sends nothing.
+	op.send(evMarkDelivered, map[string]any{"message_id": mine})
+	vis.send(evSendMessage, map[string]any{"text": "end"})
+	if _, skipped := vis.untilText("end"); has(skipped, evMessageUpdated, nil) {
+		t.Errorf("unexpected updates: %+v", skipped)
+	}
+	// A resumed connection replays the same updates from the transcript.
+	again := v.chatConn("client:1", room, pos[2])
+	got = nil
+	for range 3 {
+		f, _ := again.until(evMessageUpdated, nil)
+		got = append(got, f.message().ID)
+	}
+	if diff := cmp.Diff(pos, got); diff != "" {
+		t.Errorf("replayed updates (-want +got):\n%s", diff)
+	}
+}
+
+// Origins: a browser on another site is refused unless its host matches OriginPatterns.
+func TestOriginPatterns(t *testing.T) {
+	v := newEnv(t, envOpt{cfg: func(c *Config) { c.OriginPatterns = []string{"*.shop.example"} }})
+	room := v.newChat(1, 2)
+	dial := func(origin string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, v.ws+"/chat?chat="+room.UUID()+"&token=client:1",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		if err == nil {
+			c.CloseNow()
+		}
+		return err
+	}
+	if err := dial("https://widget.shop.example"); err != nil {
+		t.Errorf("allowed origin refused: %v", err)
+	}
+	if err := dial("https://evil.example"); err == nil {
+		t.Error("foreign origin accepted")
 	}
 }

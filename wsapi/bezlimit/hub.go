@@ -98,6 +98,7 @@ func (hb *hub) fail(err error) {
 	code, reason := closeGone, "engine closed"
 	if errors.Is(err, chat.ErrNotFound) {
 		code, reason = closeChatGone, "chat deleted"
+		hb.h.chats.Delete(hb.room)
 	}
 	hb.lock()
 	hb.err = err
