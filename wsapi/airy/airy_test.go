@@ -2,13 +2,10 @@ package airy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -482,66 +479,4 @@ func TestNewNeedsService(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Error("New(Config{}) succeeded")
 	}
-}
-
-// TestSlowClient: a client that stops reading never holds up the engine's writers, and is
-// dropped once a write has waited WriteTimeout.
-func TestSlowClient(t *testing.T) {
-	checkGoroutines(t)
-	f := newFixture(t, func(c *Config) { c.WriteTimeout = 200 * time.Millisecond })
-	token, conv := f.authenticate(t)
-	// A client with a small receive buffer, so that the server's writes block soon.
-	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(dctx, f.url, &websocket.DialOptions{
-		Subprotocols: []string{"v12.stomp"},
-		HTTPClient:   &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws.SetReadLimit(1 << 20)
-	t.Cleanup(func() { ws.CloseNow() })
-	c := &client{t: t, ws: ws}
-	c.connect(token)
-	c.subscribe()
-	// The client reads nothing from now on.
-	ctx := context.Background()
-	big := strings.Repeat("x", 16<<10)
-	const n = 1000 // 16 MB: more than the socket buffers hold
-	start := time.Now()
-	var slowest time.Duration
-	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if _, err := f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: big}); err != nil {
-			t.Fatal(err)
-		}
-		slowest = max(slowest, time.Since(t0))
-	}
-	t.Logf("%d sends in %v, slowest %v", n, time.Since(start), slowest)
-	if slowest > 500*time.Millisecond {
-		t.Errorf("a send waited %v for a slow client", slowest)
-	}
-	// The server gives up on the client: reading now gets the buffered frames, then the end.
-	time.Sleep(500 * time.Millisecond)
-	got := 0
-	for {
-		fr, err := c.next(5 * time.Second)
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				t.Fatal("the slow client was not dropped")
-			}
-			break
-		}
-		if fr.Command == stomp.CmdMessage {
-			got++
-		}
-	}
-	if got >= n {
-		t.Errorf("all %d messages arrived: the client was not slow enough to test anything", got)
-	}
-	t.Logf("the client got %d of %d messages before it was dropped", got, n)
 }
