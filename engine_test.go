@@ -467,3 +467,56 @@ func TestEndedRoomRefusesChanges(t *testing.T) {
 		must[chat.Member](t)(e.Leave(ctx, w.room.ID, w.bob.ID))
 	})
 }
+
+func TestCreateRoomWithMembersIsOneCommit(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		e, _ := newEngine(t, newStore)
+		ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		bob := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Private: true, Members: []chat.NewMember{
+			{User: ada.ID, Nickname: "Ada", Role: chat.RoleClient}, {User: bob.ID, Role: chat.RoleAgent},
+		}}))
+		if room.Joins != 2 || room.LastPos != 2 {
+			t.Fatalf("room %+v", room)
+		}
+		m := must[chat.Member](t)(e.Member(ctx, room.ID, ada.ID))
+		if m.State != chat.Joined || m.JoinNumber != 1 || m.Nickname != "Ada" || m.Role != chat.RoleClient {
+			t.Fatalf("member %+v", m)
+		}
+		// A bad member fails the whole creation: no room is left behind.
+		before := must[[]chat.Room](t)(e.Rooms(ctx, chat.ListFilter{}))
+		_, err := e.CreateRoom(ctx, chat.NewRoom{Name: "half", Members: []chat.NewMember{{User: ada.ID}, {User: chat.ID{9}}}})
+		wantErr(t, err, chat.ErrNotFound)
+		_, err = e.CreateRoom(ctx, chat.NewRoom{Members: []chat.NewMember{{User: ada.ID}, {User: ada.ID}}})
+		wantErr(t, err, chat.ErrConflict)
+		if after := must[[]chat.Room](t)(e.Rooms(ctx, chat.ListFilter{})); len(after) != len(before) {
+			t.Fatalf("a failed creation left a room behind: %d rooms, was %d", len(after), len(before))
+		}
+		wantErr(t, func() error { _, err := e.RoomByName(ctx, "half"); return err }(), chat.ErrNotFound)
+	})
+}
+
+func TestPosBefore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, 1, 10, false))
+		for i := 0; i < 5; i++ {
+			evs = append(evs, must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "m"})))
+		}
+		if p := must[uint64](t)(w.e.PosBefore(ctx, w.room.ID, evs[0].Time)); p != 0 {
+			t.Fatalf("before the first event: %d", p)
+		}
+		for i, ev := range evs {
+			if p := must[uint64](t)(w.e.PosBefore(ctx, w.room.ID, ev.Time.Add(time.Nanosecond))); p != ev.Pos {
+				t.Fatalf("just after event %d: %d, want %d", i, p, ev.Pos)
+			}
+			if p := must[uint64](t)(w.e.PosBefore(ctx, w.room.ID, ev.Time)); p != ev.Pos-1 {
+				t.Fatalf("at event %d: %d, want %d", i, p, ev.Pos-1)
+			}
+		}
+		if p := must[uint64](t)(w.e.PosBefore(ctx, w.room.ID, epoch.Add(time.Hour))); p != evs[len(evs)-1].Pos {
+			t.Fatalf("after the end: %d", p)
+		}
+		wantErr(t, func() error { _, err := w.e.PosBefore(ctx, chat.ID{7}, epoch); return err }(), chat.ErrNotFound)
+	})
+}

@@ -56,10 +56,27 @@ type NewRoom struct {
 	Attributes map[string]string
 	// EmptyTTL, when not zero, deletes the room once it has had no joined member for that long.
 	EmptyTTL time.Duration
+	// Members join the room in the same commit that creates it, in this order, so that a
+	// room never exists without its first members (a Genesys chat and its client).
+	Members []NewMember
+}
+
+// NewMember is a user who joins a room as it is created.
+type NewMember struct {
+	// User is the user who joins.
+	User ID
+	// Nickname and Role are its nickname and role in the room.
+	Nickname string
+	Role     Role
 }
 
 // Validate checks lengths, encodings and the TTL.
 func (n NewRoom) Validate() error {
+	for _, m := range n.Members {
+		if err := checkName("nickname", m.Nickname, maxField); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ what, v string }{
 		{"name", n.Name}, {"display name", n.DisplayName}, {"image URL", n.ImageURL},
 	} {
@@ -162,7 +179,10 @@ type Member struct {
 	InvitedAt, JoinedAt, LeftAt time.Time
 }
 
-// CreateRoom creates a room. It returns ErrInvalid or ErrConflict for a taken name.
+// CreateRoom creates a room, with n.Members joined in the same commit (an EventJoined each;
+// private rooms admit them uninvited).
+// It returns ErrInvalid, ErrConflict for a taken name or a user listed twice, ErrNotFound for
+// an unknown member user.
 func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
 	if err := n.Validate(); err != nil {
 		return Room{}, err
@@ -173,18 +193,31 @@ func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
 		Private: n.Private, Attributes: cloneMap(n.Attributes), EmptyTTL: n.EmptyTTL,
 		CreatedAt: now, UpdatedAt: now,
 	}
+	var created Room
 	_, err := e.update(ctx, func(tx *wtx) error {
 		if r.Name != "" {
 			if _, err := tx.RoomByName(r.Name); err == nil {
 				return fmt.Errorf("chat: room name %q: %w", r.Name, ErrConflict)
 			}
 		}
-		return tx.PutRoom(r)
+		r.Joins = 0
+		if err := tx.PutRoom(r); err != nil {
+			return err
+		}
+		for _, nm := range n.Members {
+			if _, err := tx.join(r.ID, nm.User, JoinOptions{Nickname: nm.Nickname, Role: nm.Role}, true); err != nil {
+				return err
+			}
+		}
+		r, err := tx.Room(r.ID)
+		created = r
+		return err
 	})
 	if err != nil {
 		return Room{}, err
 	}
-	if r.EmptyTTL > 0 {
+	r = created
+	if r.EmptyTTL > 0 && len(n.Members) == 0 {
 		e.timers.add(now.Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
 	}
 	return r, nil
@@ -366,46 +399,53 @@ func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Me
 		return Member{}, err
 	}
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) error {
-		r, err := tx.openRoom(roomID)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.User(userID); err != nil {
-			return err
-		}
-		now := tx.e.now()
-		cur, err := tx.MemberByUser(roomID, userID)
-		switch {
-		case err == nil && cur.State == Joined:
-			return fmt.Errorf("chat: user %s already joined room %s: %w", userID, roomID, ErrConflict)
-		case err == nil && cur.State == Invited:
-			m = cur
-		case err != nil && !isNotFound(err):
-			return err
-		default: // never a member, or left
-			if r.Private {
-				return fmt.Errorf("chat: room %s is private and user %s is not invited: %w", roomID, userID, ErrForbidden)
-			}
-			m = Member{ID: tx.e.ids.New(now), RoomID: roomID, UserID: userID}
-		}
-		r.Joins++
-		m.State, m.JoinNumber, m.JoinedAt = Joined, r.Joins, now
-		if o.Nickname != "" {
-			m.Nickname = o.Nickname
-		}
-		if o.Role != "" {
-			m.Role = o.Role
-		}
-		if err := tx.PutRoom(r); err != nil {
-			return err
-		}
-		if err := tx.PutMember(m); err != nil {
-			return err
-		}
-		_, err = tx.append(Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
+	_, err := e.update(ctx, func(tx *wtx) (err error) {
+		m, err = tx.join(roomID, userID, o, false)
 		return err
 	})
+	return m, err
+}
+
+// join joins a user; admitted lets it into a private room uninvited (a room's first members).
+func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, error) {
+	r, err := tx.openRoom(roomID)
+	if err != nil {
+		return Member{}, err
+	}
+	if _, err := tx.User(userID); err != nil {
+		return Member{}, err
+	}
+	now := tx.e.now()
+	var m Member
+	cur, err := tx.MemberByUser(roomID, userID)
+	switch {
+	case err == nil && cur.State == Joined:
+		return Member{}, fmt.Errorf("chat: user %s already joined room %s: %w", userID, roomID, ErrConflict)
+	case err == nil && cur.State == Invited:
+		m = cur
+	case err != nil && !isNotFound(err):
+		return Member{}, err
+	default: // never a member, or left
+		if r.Private && !admitted {
+			return Member{}, fmt.Errorf("chat: room %s is private and user %s is not invited: %w", roomID, userID, ErrForbidden)
+		}
+		m = Member{ID: tx.e.ids.New(now), RoomID: roomID, UserID: userID}
+	}
+	r.Joins++
+	m.State, m.JoinNumber, m.JoinedAt = Joined, r.Joins, now
+	if o.Nickname != "" {
+		m.Nickname = o.Nickname
+	}
+	if o.Role != "" {
+		m.Role = o.Role
+	}
+	if err := tx.PutRoom(r); err != nil {
+		return Member{}, err
+	}
+	if err := tx.PutMember(m); err != nil {
+		return Member{}, err
+	}
+	_, err = tx.append(Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
 	return m, err
 }
 

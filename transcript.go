@@ -308,3 +308,37 @@ func cloneBytes(b []byte) []byte {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// PosBefore returns the position of a room's last event whose time is before t, or 0 if
+// there is none. Times strictly increase within a room, so a client that pages backwards by
+// time (Chapi's ts) never skips or repeats an event: read backwards from the result.
+func (e *Engine) PosBefore(ctx context.Context, roomID ID, t time.Time) (uint64, error) {
+	var pos uint64
+	err := e.view(ctx, func(tx ReadTx) error {
+		r, err := tx.Room(roomID)
+		if err != nil {
+			return err
+		}
+		if r.LastPos == 0 || r.LastTime.Before(t) {
+			pos = r.LastPos
+			return nil
+		}
+		// Binary search for the first event at or after t, in one read transaction.
+		lo, hi := uint64(1), r.LastPos
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			ev, err := tx.Event(roomID, mid)
+			if err != nil {
+				return err
+			}
+			if ev.Time.Before(t) {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		pos = lo - 1
+		return nil
+	})
+	return pos, err
+}
