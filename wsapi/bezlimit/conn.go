@@ -3,6 +3,8 @@ package bezlimit
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -36,6 +38,10 @@ type conn struct {
 	member bool
 
 	next uint64 // /chat: the next position the connection expects; guarded by its hub's mu
+
+	// writing is when the write under way began (UnixNano), 0 when none is: the Handler's
+	// watchdog closes a connection whose write outlasts Config.WriteTimeout.
+	writingSince atomic.Int64
 
 	mu      sync.Mutex
 	q       []*frame
@@ -125,11 +131,20 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// write writes one frame within the write timeout.
+// write writes one frame. Its time limit is kept by the Handler's watchdog rather than a
+// context per write: with thousands of connections, a timer and a context per frame cost
+// more than the rest of the write apart from the system call.
 func (c *conn) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.h.ctx, c.h.cfg.WriteTimeout)
-	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, b)
+	c.writingSince.Store(time.Now().UnixNano())
+	err := c.ws.Write(context.Background(), websocket.MessageText, b)
+	c.writingSince.Store(0)
+	return err
+}
+
+// stuck reports whether a write has been under way for longer than d at now.
+func (c *conn) stuck(now time.Time, d time.Duration) bool {
+	since := c.writingSince.Load()
+	return since != 0 && now.UnixNano()-since > int64(d)
 }
 
 // close stops the connection once: it drops the queue and sends a close frame with code and

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/parley-chat/chat"
 )
 
@@ -107,7 +109,38 @@ func New(engine *chat.Engine, cfg Config) *Handler {
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.bc.init(h)
+	h.wg.Add(1)
+	go h.watchdog()
 	return h
+}
+
+// watchdog closes the connections whose current write has taken longer than
+// Config.WriteTimeout (a peer that stopped reading with its TCP window full). It checks
+// four times per WriteTimeout, at most once every 10 ms.
+func (h *Handler) watchdog() {
+	defer h.wg.Done()
+	t := time.NewTicker(max(h.cfg.WriteTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	var stuck []*conn
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case now := <-t.C:
+			h.connsMu.Lock()
+			for c := range h.conns {
+				if c.stuck(now, h.cfg.WriteTimeout) {
+					stuck = append(stuck, c)
+				}
+			}
+			h.connsMu.Unlock()
+			for _, c := range stuck {
+				c.close(websocket.StatusAbnormalClosure, "") // ends the write; no close frame can get through
+			}
+			clear(stuck)
+			stuck = stuck[:0]
+		}
+	}
 }
 
 // ServeHTTP routes a request to its endpoint.

@@ -29,17 +29,7 @@ func TestSlowClient(t *testing.T) {
 	fast := v.chatConn("operator:2", room)
 	// The slow client: a raw connection that nobody reads for now.
 	// Its receive buffer is small so that the server's queue fills soon.
-	smallBuf := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { // before connect, so the window starts small
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			return errors.Join(err, serr)
-		}}
-		return d.DialContext(ctx, network, addr)
-	}}}
-	raw, _, err := websocket.Dial(ctx, v.ws+"/chat?chat="+room.UUID()+"&after=0&token=client:1", &websocket.DialOptions{HTTPClient: smallBuf})
+	raw, _, err := websocket.Dial(ctx, v.ws+"/chat?chat="+room.UUID()+"&after=0&token=client:1", &websocket.DialOptions{HTTPClient: smallWindow()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +130,62 @@ func TestSlowClient(t *testing.T) {
 		}
 		got++
 	}
+}
+
+// smallWindow is an HTTP client whose connections have a 4 KiB receive buffer, set before
+// connecting so that the TCP window starts small: a peer that stops reading blocks the
+// server's writes soon.
+func smallWindow() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}
+		return d.DialContext(ctx, network, addr)
+	}}}
+}
+
+// A write that takes longer than WriteTimeout (the peer stopped reading and the send queue
+// is large enough not to overflow first) closes the connection.
+func TestWriteTimeout(t *testing.T) {
+	v := newEnv(t, envOpt{cfg: func(c *Config) { c.SendQueue, c.WriteTimeout = 100000, 200*time.Millisecond }})
+	room := v.newChat(1, 2)
+	ctx := context.Background()
+	raw, _, err := websocket.Dial(ctx, v.ws+"/chat?chat="+room.UUID()+"&token=client:1", &websocket.DialOptions{HTTPClient: smallWindow()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.CloseNow()
+	opUser, _ := v.e.UserByName(ctx, "bezlimit:2")
+	text := strings.Repeat("y", 16<<10)
+	closed := func() bool { // closed, or already gone
+		v.h.connsMu.Lock()
+		defer v.h.connsMu.Unlock()
+		for c := range v.h.conns {
+			if !c.isClosed() {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); closed(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection never opened")
+		}
+	}
+	start := time.Now()
+	for i := 0; !closed(); i++ {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the stuck connection was not closed")
+		}
+		if i < 2000 {
+			v.e.Send(ctx, room, opUser.ID, chat.NewMessage{Text: text})
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("closed after %v", time.Since(start))
 }
