@@ -183,19 +183,29 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, openErr(path, o, err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		if m := tx.Bucket(bMeta); m != nil {
-			if v := m.Get(kFormat); string(v) != formatVersion {
-				return fmt.Errorf("bolt store: %s has format %q, want %q", path, v, formatVersion)
-			}
-		}
+	ready := db.View(func(tx *bbolt.Tx) error {
 		for _, name := range fixedBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+			if tx.Bucket(name) == nil {
+				return errors.New("missing bucket")
 			}
 		}
-		return tx.Bucket(bMeta).Put(kFormat, []byte(formatVersion))
-	})
+		return nil
+	}) == nil
+	if !ready { // a new file: lay it out
+		err = db.Update(func(tx *bbolt.Tx) error {
+			if m := tx.Bucket(bMeta); m != nil {
+				if v := m.Get(kFormat); string(v) != formatVersion {
+					return fmt.Errorf("bolt store: %s has format %q, want %q", path, v, formatVersion)
+				}
+			}
+			for _, name := range fixedBuckets {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bMeta).Put(kFormat, []byte(formatVersion))
+		})
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt store: initialise %s: %w", path, err)
