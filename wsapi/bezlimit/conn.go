@@ -123,6 +123,11 @@ func (c *conn) writeLoop() {
 		f := c.q[c.head]
 		c.q[c.head] = nil
 		c.head++
+		if c.head >= 64 && 2*c.head >= len(c.q) { // a queue that never empties stays bounded
+			n := copy(c.q, c.q[c.head:])
+			clear(c.q[n:])
+			c.q, c.head = c.q[:n], 0
+		}
 		c.mu.Unlock()
 		if err := c.write(f.data); err != nil {
 			c.close(websocket.StatusAbnormalClosure, "")

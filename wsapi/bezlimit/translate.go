@@ -39,6 +39,7 @@ func (t *translator) translate(ctx context.Context, ev *chat.Event) []*frame {
 	case chat.EventEdit, chat.EventDelete:
 		orig, err := t.h.e.Event(ctx, t.room, ev.Ref)
 		if err != nil {
+			t.warn(ev, err)
 			return nil
 		}
 		cur := *ev
@@ -56,6 +57,7 @@ func (t *translator) translate(ctx context.Context, ev *chat.Event) []*frame {
 	case chat.EventTypingStarted, chat.EventTypingStopped:
 		ci, err := t.h.chatInfo(ctx, t.room)
 		if err != nil {
+			t.warn(ev, err)
 			return nil
 		}
 		stopped := ev.Type == chat.EventTypingStopped
@@ -70,6 +72,14 @@ func (t *translator) translate(ctx context.Context, ev *chat.Event) []*frame {
 	return nil
 }
 
+// warn logs an event that could not be translated (the store failed under it, or the
+// Handler is closing): its frames are skipped and its position passes.
+func (t *translator) warn(ev *chat.Event, err error) {
+	if ctx := t.h.ctx; ctx.Err() == nil {
+		t.h.log.Warn("bezlimit: event not translated", "chat", t.room.UUID(), "position", ev.Pos, "type", ev.Type, "err", err)
+	}
+}
+
 // chatRef is the {uuid} object that typing and presence frames carry.
 func chatRef(ci *chatInfo) json.RawMessage {
 	b, _ := json.Marshal(map[string]string{"uuid": ci.room.ID.UUID()})
@@ -82,6 +92,7 @@ func chatRef(ci *chatInfo) json.RawMessage {
 func (t *translator) messageFrame(ctx context.Context, typ string, orig, cur *chat.Event, status string, deleted bool, pos uint64) *frame {
 	ci, err := t.h.chatInfo(ctx, t.room)
 	if err != nil {
+		t.warn(cur, err)
 		return nil
 	}
 	mb := t.body(ctx, orig)
@@ -207,6 +218,7 @@ func (t *translator) receipt(ctx context.Context, ev *chat.Event) []*frame {
 	}
 	evs, err := t.h.e.Read(ctx, t.room, from, int(ev.Ref-from+1), false)
 	if err != nil {
+		t.warn(ev, err)
 		return nil
 	}
 	readerRole := t.memberRole(ctx, ev.From)
