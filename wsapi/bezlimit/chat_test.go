@@ -372,3 +372,32 @@ func TestOriginPatterns(t *testing.T) {
 		t.Error("foreign origin accepted")
 	}
 }
+
+// A typing indicator that is not renewed expires (the engine's TTL): the others get
+// typing_updated with stopped=true; sending a message ends typing without another frame.
+func TestTypingExpires(t *testing.T) {
+	v := newEnv(t, envOpt{engine: []chat.Option{chat.WithTypingTTL(100 * time.Millisecond)}})
+	room := v.newChat(1, 2)
+	vis := v.chatConn("client:1", room)
+	op := v.chatConn("operator:2", room)
+	vis.send(evUpdateTyping, map[string]any{"text": "hm", "stopped": false})
+	f, _ := op.until(evTypingUpdated, nil)
+	var d struct {
+		Stopped bool `json:"stopped"`
+	}
+	json.Unmarshal(f.Data, &d)
+	if d.Stopped {
+		t.Fatal("first typing_updated is stopped")
+	}
+	f, _ = op.until(evTypingUpdated, nil)
+	json.Unmarshal(f.Data, &d)
+	if !d.Stopped {
+		t.Fatal("typing did not expire")
+	}
+	vis.send(evUpdateTyping, map[string]any{"text": "again", "stopped": false})
+	op.until(evTypingUpdated, nil)
+	vis.send(evSendMessage, map[string]any{"text": "sent"})
+	if _, skipped := op.untilText("sent"); has(skipped, evTypingUpdated, nil) {
+		t.Errorf("extra typing frame: %+v", skipped)
+	}
+}
