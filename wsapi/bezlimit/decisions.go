@@ -33,7 +33,9 @@ const (
 	// connection first receives every frame of the events after it, exactly once and in
 	// order, then live frames. Absent: live frames only. 0: the whole transcript.
 	// A plain Bezlimit client may pass its last message_index: it then receives again the
-	// status updates that came after that message, which are idempotent.
+	// status updates that came after that message, which are idempotent. One receipt event
+	// can give several message_updated frames with the same position, queued together; a
+	// client whose connection broke between them and wants them all resumes from position-1.
 	paramAfter = "after"
 	// paramToken carries the client token for browsers, which cannot set headers; an
 	// "Authorization: Bearer <token>" header is accepted as well (the header wins).
