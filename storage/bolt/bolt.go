@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +230,8 @@ func openErr(path string, o Options, err error) error {
 
 // probe opens an existing file read-only and checks that it is a Parley store.
 func probe(path string, o Options) (err error) {
+	// A page past the end of a truncated file faults when read: make that a panic too.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		// bbolt panics on some corrupt pages; report that as a bad file.
 		if p := recover(); p != nil {

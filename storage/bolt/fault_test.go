@@ -371,6 +371,7 @@ func TestOpenLocked(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("second Open: %v, want a lock error", err)
 	}
+	t.Logf("second Open: %v", err)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("second Open took %v", d)
 	}
@@ -437,6 +438,29 @@ func TestOpenBadFile(t *testing.T) {
 			}
 			return b.Put(kFormat, []byte("parley-bolt 99"))
 		})), "format"},
+		{"truncated store", mk("truncated", func(p string) {
+			s, err := Open(p, &Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putTestRoom(t, s)
+			for range 20 {
+				if err := s.Update(ctx, func(tx chat.Tx) error {
+					for range 100 {
+						if _, err := appendText(tx, strings.Repeat("t", 200)); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			if err := os.Truncate(p, int64(4*os.Getpagesize())); err != nil {
+				t.Fatal(err)
+			}
+		}), ""},
 		{"corrupt metas", mk("corrupt", func(p string) {
 			validStore(p)
 			b, _ := os.ReadFile(p)
@@ -458,6 +482,7 @@ func TestOpenBadFile(t *testing.T) {
 				s.Close()
 				t.Fatalf("Open succeeded on a %s file", tc.name)
 			}
+			t.Logf("Open: %v", err)
 			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
 				t.Errorf("Open error %q: want it to name the file and say %q", err, tc.want)
 			}
