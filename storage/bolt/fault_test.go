@@ -496,7 +496,16 @@ func TestOpenBadFile(t *testing.T) {
 }
 
 func TestReopen(t *testing.T) {
-	s := openTemp(t, nil)
+	for _, tc := range []struct {
+		name string
+		o    *Options
+	}{{"defaults", nil}, {"NoFreelistSync", &Options{NoFreelistSync: true}}} {
+		t.Run(tc.name, func(t *testing.T) { testReopen(t, tc.o) })
+	}
+}
+
+func testReopen(t *testing.T, o *Options) {
+	s := openTemp(t, o)
 	putTestRoom(t, s)
 	u := chat.User{ID: chat.ID{7}, Name: "u", Attributes: map[string]string{"a": "b"}, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.Update(ctx, func(tx chat.Tx) error {
@@ -522,7 +531,7 @@ func TestReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(s.Path(), nil)
+	s2, err := Open(s.Path(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
