@@ -297,7 +297,7 @@ func TestResume(t *testing.T) {
 func TestResumeBadPosition(t *testing.T) {
 	v := newEnv(t, envOpt{})
 	room := v.newChat(1, 2)
-	for _, after := range []string{"x", "-1", "99999"} {
+	for _, after := range []string{"x", "-1", "99999", "18446744073709551615", "18446744073709551616"} {
 		if _, err := v.dial("/chat", "client:1", url.Values{"chat": {room.UUID()}, "after": {after}}); err == nil {
 			t.Errorf("after=%s: connected", after)
 		}

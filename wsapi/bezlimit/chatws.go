@@ -38,14 +38,14 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	var from uint64 // 0: live only
+	var after uint64
+	resume := false // without after: live only
 	if s, ok := q[paramAfter]; ok {
-		after, err := strconv.ParseUint(s[0], 10, 64)
-		if err != nil {
+		if after, err = strconv.ParseUint(s[0], 10, 64); err != nil {
 			writeHTTPError(w, fmt.Errorf("bezlimit: %s=%q is not a position: %w", paramAfter, s[0], chat.ErrInvalid))
 			return
 		}
-		from = after + 1
+		resume = true
 	}
 	user, err := h.ensureUser(ctx, id.User)
 	if err != nil {
@@ -62,8 +62,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	if from > room.LastPos+1 {
-		writeHTTPError(w, fmt.Errorf("bezlimit: %s=%d is past the chat's last position %d: %w", paramAfter, from-1, room.LastPos, chat.ErrInvalid))
+	if after > room.LastPos {
+		writeHTTPError(w, fmt.Errorf("bezlimit: %s=%d is past the chat's last position %d: %w", paramAfter, after, room.LastPos, chat.ErrInvalid))
 		return
 	}
 	hb, err := h.acquireHub(roomID)
@@ -71,7 +71,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	if from == 0 { // live only: from what the hub has not dispatched yet, before the upgrade
+	from := after + 1
+	if !resume { // live only: from what the hub has not dispatched yet, before the upgrade
 		hb.lock()
 		from = hb.next
 		hb.unlock()

@@ -46,8 +46,13 @@ func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
 		writeHTTPError(w, fmt.Errorf("bezlimit: body over %d bytes: %w", h.cfg.MaxBodyBytes, errTooLarge))
+		return
+	}
+	if err != nil {
+		writeHTTPError(w, fmt.Errorf("bezlimit: reading the body: %v: %w", err, chat.ErrInvalid))
 		return
 	}
 	if !utf8.Valid(body) || !json.Valid(body) {
@@ -65,7 +70,7 @@ func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
 		resp, err = h.updateOperators(ctx, body)
 		status = http.StatusOK
 	case pathMessage:
-		resp, status, err = h.postMessage(ctx, body)
+		resp, status, err = h.postMessage(ctx, body, r.Method != http.MethodPost)
 	case pathGlobal:
 		resp, err = h.global(body)
 		status = http.StatusOK
@@ -219,10 +224,13 @@ type messageRequest struct {
 }
 
 // postMessage: /message, create (no id) or update (id). Routing by type: see decisions.go.
-func (h *Handler) postMessage(ctx context.Context, body []byte) (any, int, error) {
+func (h *Handler) postMessage(ctx context.Context, body []byte, update bool) (any, int, error) {
 	var m messageRequest
 	if err := decodeObject(body, &m); err != nil {
 		return nil, 0, err
+	}
+	if update && m.ID == 0 {
+		return nil, 0, invalid("an update needs the message id")
 	}
 	uuid := m.Chat.UUID
 	if uuid == "" {
