@@ -15,56 +15,58 @@ import (
 // Bad client frames get an error frame (or message_not_added) and the connection goes on;
 // nothing is stored.
 func TestBadClientFrames(t *testing.T) {
-	v := newEnv(t, envOpt{})
-	room := v.newChat(1, 2)
-	vis := v.chatConn("client:1", room)
-	watcher := v.chatConn("operator:9", room) // not joined
-	ctx := context.Background()
-	before, _ := v.e.Room(ctx, room)
+	forEachStore(t, func(t *testing.T, o envOpt) {
+		v := newEnv(t, o)
+		room := v.newChat(1, 2)
+		vis := v.chatConn("client:1", room)
+		watcher := v.chatConn("operator:9", room) // not joined
+		ctx := context.Background()
+		before, _ := v.e.Room(ctx, room)
 
-	tests := []struct {
-		name     string
-		c        *client
-		frame    string
-		wantType string
-		wantCode int
-	}{
-		{"malformed JSON", vis, `{"type":`, frameTypeError, 422},
-		{"not an object", vis, `[1,2]`, frameTypeError, 422},
-		{"no type", vis, `{"data":{}}`, frameTypeError, 422},
-		{"unknown type", vis, `{"type":"drop_tables","data":{}}`, frameTypeError, 422},
-		{"data not an object", vis, `{"type":"send_message","data":"hi"}`, frameTypeError, 422},
-		{"text not a string", vis, `{"type":"send_message","data":{"text":5}}`, frameTypeError, 422},
-		{"bad attachment", vis, `{"type":"send_message","data":{"text":"x","attachments":["nope"]}}`, frameTypeError, 422},
-		{"bad message_id", vis, `{"type":"mark_message_read","data":{"message_id":"7"}}`, frameTypeError, 422},
-		{"zero message_id", vis, `{"type":"mark_message_read","data":{"message_id":0}}`, frameTypeError, 422},
-		{"trailing data", vis, `{"type":"update_typing","data":{}} {}`, frameTypeError, 422},
-		{"receipt past the end", vis, `{"type":"mark_message_read","data":{"message_id":99999}}`, frameTypeError, 422},
-		{"empty message", vis, `{"type":"send_message","data":{"text":""}}`, evMessageNotAdded, 422},
-		{"not in the chat: post", watcher, `{"type":"send_message","data":{"text":"sneaky"}}`, evMessageNotAdded, 403},
-		{"not in the chat: typing", watcher, `{"type":"update_typing","data":{"text":"x","stopped":false}}`, frameTypeError, 403},
-		{"not in the chat: receipt", watcher, `{"type":"mark_message_read","data":{"message_id":1}}`, frameTypeError, 403},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.c.sendRaw([]byte(tc.frame))
-			f, _ := tc.c.until(tc.wantType, nil)
-			var d struct {
-				Error wireError `json:"error"`
-			}
-			json.Unmarshal(f.Data, &d)
-			if d.Error.Code != tc.wantCode || d.Error.Message == "" {
-				t.Errorf("error = %+v, want code %d", d.Error, tc.wantCode)
-			}
-		})
-	}
-	after, _ := v.e.Room(ctx, room)
-	if after.LastPos != before.LastPos {
-		t.Errorf("bad frames stored events: last position %d → %d", before.LastPos, after.LastPos)
-	}
-	// The connections still work.
-	vis.send(evSendMessage, map[string]any{"text": "still here"})
-	watcher.untilText("still here")
+		tests := []struct {
+			name     string
+			c        *client
+			frame    string
+			wantType string
+			wantCode int
+		}{
+			{"malformed JSON", vis, `{"type":`, frameTypeError, 422},
+			{"not an object", vis, `[1,2]`, frameTypeError, 422},
+			{"no type", vis, `{"data":{}}`, frameTypeError, 422},
+			{"unknown type", vis, `{"type":"drop_tables","data":{}}`, frameTypeError, 422},
+			{"data not an object", vis, `{"type":"send_message","data":"hi"}`, frameTypeError, 422},
+			{"text not a string", vis, `{"type":"send_message","data":{"text":5}}`, frameTypeError, 422},
+			{"bad attachment", vis, `{"type":"send_message","data":{"text":"x","attachments":["nope"]}}`, frameTypeError, 422},
+			{"bad message_id", vis, `{"type":"mark_message_read","data":{"message_id":"7"}}`, frameTypeError, 422},
+			{"zero message_id", vis, `{"type":"mark_message_read","data":{"message_id":0}}`, frameTypeError, 422},
+			{"trailing data", vis, `{"type":"update_typing","data":{}} {}`, frameTypeError, 422},
+			{"receipt past the end", vis, `{"type":"mark_message_read","data":{"message_id":99999}}`, frameTypeError, 422},
+			{"empty message", vis, `{"type":"send_message","data":{"text":""}}`, evMessageNotAdded, 422},
+			{"not in the chat: post", watcher, `{"type":"send_message","data":{"text":"sneaky"}}`, evMessageNotAdded, 403},
+			{"not in the chat: typing", watcher, `{"type":"update_typing","data":{"text":"x","stopped":false}}`, frameTypeError, 403},
+			{"not in the chat: receipt", watcher, `{"type":"mark_message_read","data":{"message_id":1}}`, frameTypeError, 403},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.c.sendRaw([]byte(tc.frame))
+				f, _ := tc.c.until(tc.wantType, nil)
+				var d struct {
+					Error wireError `json:"error"`
+				}
+				json.Unmarshal(f.Data, &d)
+				if d.Error.Code != tc.wantCode || d.Error.Message == "" {
+					t.Errorf("error = %+v, want code %d", d.Error, tc.wantCode)
+				}
+			})
+		}
+		after, _ := v.e.Room(ctx, room)
+		if after.LastPos != before.LastPos {
+			t.Errorf("bad frames stored events: last position %d → %d", before.LastPos, after.LastPos)
+		}
+		// The connections still work.
+		vis.send(evSendMessage, map[string]any{"text": "still here"})
+		watcher.untilText("still here")
+	})
 }
 
 // A frame over the read limit closes the connection with 1009.

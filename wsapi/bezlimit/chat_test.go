@@ -137,64 +137,66 @@ func TestChatVisitorOperator(t *testing.T) {
 
 // Each message type reaches exactly the connections it must.
 func TestMessageRouting(t *testing.T) {
-	v := newEnv(t, envOpt{})
-	room := v.newChat(1, 2)
-	other := v.newChat(3, 4) // another chat: its members must get nothing of room's
-	vis := v.chatConn("client:1", room)
-	op := v.chatConn("operator:2", room)
-	watcher := v.chatConn("operator:9", room) // an operator watching, not joined
-	bc := v.mustDial("/broadcast", "operator:2", nil)
-	otherVis := v.chatConn("client:3", other)
-	conns := map[string]*client{"visitor": vis, "operator": op, "watcher": watcher, "broadcast": bc}
+	forEachStore(t, func(t *testing.T, o envOpt) {
+		v := newEnv(t, o)
+		room := v.newChat(1, 2)
+		other := v.newChat(3, 4) // another chat: its members must get nothing of room's
+		vis := v.chatConn("client:1", room)
+		op := v.chatConn("operator:2", room)
+		watcher := v.chatConn("operator:9", room) // an operator watching, not joined
+		bc := v.mustDial("/broadcast", "operator:2", nil)
+		otherVis := v.chatConn("client:3", other)
+		conns := map[string]*client{"visitor": vis, "operator": op, "watcher": watcher, "broadcast": bc}
 
-	tests := []struct {
-		name string
-		body map[string]any
-		want []string
-	}{
-		{"standard", map[string]any{"type": "standard"}, []string{"visitor", "operator", "watcher", "broadcast"}},
-		{"standard from a user", map[string]any{"type": "standard", "user": User{ID: 2, Role: "operator"}}, []string{"visitor", "operator", "watcher", "broadcast"}},
-		{"bot", map[string]any{"type": "bot", "user": User{ID: 50, Role: "bot"}}, []string{"visitor", "operator", "watcher", "broadcast"}},
-		{"system for clients", map[string]any{"type": "system", "type_role": "client"}, []string{"visitor"}},
-		{"system for operators", map[string]any{"type": "system", "type_role": "operator"}, []string{"operator", "watcher"}},
-		{"note", map[string]any{"type": "note", "user": User{ID: 2, Role: "operator"}}, []string{"operator", "watcher"}},
-	}
-	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			text := fmt.Sprintf("routed %d", i)
-			body := tc.body
-			body["text"] = text
-			body["chat"] = map[string]string{"uuid": room.UUID()}
-			if code, out := v.api("POST", "/message", body); code != 201 {
-				t.Fatalf("/message: %d %s", code, out)
-			}
-			marker := fmt.Sprintf("marker %d", i)
-			if code, out := v.api("POST", "/message", map[string]any{"text": marker, "chat": map[string]string{"uuid": room.UUID()}}); code != 201 {
-				t.Fatalf("/message: %d %s", code, out)
-			}
-			var got []string
-			for _, name := range []string{"visitor", "operator", "watcher", "broadcast"} {
-				_, skipped := conns[name].untilText(marker)
-				for _, f := range skipped {
-					if f.Type == evMessageAdded && f.message().Text == text {
-						got = append(got, name)
-						if m := f.message(); m.Type != tc.body["type"] {
-							t.Errorf("%s: type %q", name, m.Type)
+		tests := []struct {
+			name string
+			body map[string]any
+			want []string
+		}{
+			{"standard", map[string]any{"type": "standard"}, []string{"visitor", "operator", "watcher", "broadcast"}},
+			{"standard from a user", map[string]any{"type": "standard", "user": User{ID: 2, Role: "operator"}}, []string{"visitor", "operator", "watcher", "broadcast"}},
+			{"bot", map[string]any{"type": "bot", "user": User{ID: 50, Role: "bot"}}, []string{"visitor", "operator", "watcher", "broadcast"}},
+			{"system for clients", map[string]any{"type": "system", "type_role": "client"}, []string{"visitor"}},
+			{"system for operators", map[string]any{"type": "system", "type_role": "operator"}, []string{"operator", "watcher"}},
+			{"note", map[string]any{"type": "note", "user": User{ID: 2, Role: "operator"}}, []string{"operator", "watcher"}},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				text := fmt.Sprintf("routed %d", i)
+				body := tc.body
+				body["text"] = text
+				body["chat"] = map[string]string{"uuid": room.UUID()}
+				if code, out := v.api("POST", "/message", body); code != 201 {
+					t.Fatalf("/message: %d %s", code, out)
+				}
+				marker := fmt.Sprintf("marker %d", i)
+				if code, out := v.api("POST", "/message", map[string]any{"text": marker, "chat": map[string]string{"uuid": room.UUID()}}); code != 201 {
+					t.Fatalf("/message: %d %s", code, out)
+				}
+				var got []string
+				for _, name := range []string{"visitor", "operator", "watcher", "broadcast"} {
+					_, skipped := conns[name].untilText(marker)
+					for _, f := range skipped {
+						if f.Type == evMessageAdded && f.message().Text == text {
+							got = append(got, name)
+							if m := f.message(); m.Type != tc.body["type"] {
+								t.Errorf("%s: type %q", name, m.Type)
+							}
 						}
 					}
 				}
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("receivers (-want +got):\n%s", diff)
-			}
-		})
-	}
-	// The other chat's visitor got nothing of it.
-	v.api("POST", "/message", map[string]any{"text": "other marker", "chat": map[string]string{"uuid": other.UUID()}})
-	_, skipped := otherVis.untilText("other marker")
-	if has(skipped, evMessageAdded, nil) {
-		t.Errorf("other chat received: %+v", skipped)
-	}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("receivers (-want +got):\n%s", diff)
+				}
+			})
+		}
+		// The other chat's visitor got nothing of it.
+		v.api("POST", "/message", map[string]any{"text": "other marker", "chat": map[string]string{"uuid": other.UUID()}})
+		_, skipped := otherVis.untilText("other marker")
+		if has(skipped, evMessageAdded, nil) {
+			t.Errorf("other chat received: %+v", skipped)
+		}
+	})
 }
 
 // /message with an id edits; note and system stay within their audience when updated.
@@ -307,48 +309,50 @@ func TestResumeBadPosition(t *testing.T) {
 // A receipt for a later message updates every earlier message of the other side that it
 // newly covers, once; the reader's own messages are not updated.
 func TestReceiptRange(t *testing.T) {
-	v := newEnv(t, envOpt{})
-	room := v.newChat(1, 2)
-	vis := v.chatConn("client:1", room)
-	op := v.chatConn("operator:2", room)
-	var pos []uint64
-	for _, text := range []string{"a", "b", "c"} {
-		vis.send(evSendMessage, map[string]any{"text": text})
-		f, _ := op.untilText(text)
-		pos = append(pos, f.Position)
-	}
-	op.send(evSendMessage, map[string]any{"text": "mine"})
-	f, _ := op.untilText("mine")
-	mine := f.Position
-	op.send(evMarkRead, map[string]any{"message_id": mine}) // covers a, b, c and its own
-	var got []uint64
-	for range 3 {
-		f, _ := vis.until(evMessageUpdated, nil)
-		if m := f.message(); m.Status != "read" {
-			t.Errorf("status %q", m.Status)
-		} else {
-			got = append(got, m.ID)
+	forEachStore(t, func(t *testing.T, o envOpt) {
+		v := newEnv(t, o)
+		room := v.newChat(1, 2)
+		vis := v.chatConn("client:1", room)
+		op := v.chatConn("operator:2", room)
+		var pos []uint64
+		for _, text := range []string{"a", "b", "c"} {
+			vis.send(evSendMessage, map[string]any{"text": text})
+			f, _ := op.untilText(text)
+			pos = append(pos, f.Position)
 		}
-	}
-	if diff := cmp.Diff(pos, got); diff != "" {
-		t.Errorf("updated messages (-want +got):\n%s", diff)
-	}
-	// Read implies delivered: a later delivered receipt for them sends nothing.
-	op.send(evMarkDelivered, map[string]any{"message_id": mine})
-	vis.send(evSendMessage, map[string]any{"text": "end"})
-	if _, skipped := vis.untilText("end"); has(skipped, evMessageUpdated, nil) {
-		t.Errorf("unexpected updates: %+v", skipped)
-	}
-	// A resumed connection replays the same updates from the transcript.
-	again := v.chatConn("client:1", room, pos[2])
-	got = nil
-	for range 3 {
-		f, _ := again.until(evMessageUpdated, nil)
-		got = append(got, f.message().ID)
-	}
-	if diff := cmp.Diff(pos, got); diff != "" {
-		t.Errorf("replayed updates (-want +got):\n%s", diff)
-	}
+		op.send(evSendMessage, map[string]any{"text": "mine"})
+		f, _ := op.untilText("mine")
+		mine := f.Position
+		op.send(evMarkRead, map[string]any{"message_id": mine}) // covers a, b, c and its own
+		var got []uint64
+		for range 3 {
+			f, _ := vis.until(evMessageUpdated, nil)
+			if m := f.message(); m.Status != "read" {
+				t.Errorf("status %q", m.Status)
+			} else {
+				got = append(got, m.ID)
+			}
+		}
+		if diff := cmp.Diff(pos, got); diff != "" {
+			t.Errorf("updated messages (-want +got):\n%s", diff)
+		}
+		// Read implies delivered: a later delivered receipt for them sends nothing.
+		op.send(evMarkDelivered, map[string]any{"message_id": mine})
+		vis.send(evSendMessage, map[string]any{"text": "end"})
+		if _, skipped := vis.untilText("end"); has(skipped, evMessageUpdated, nil) {
+			t.Errorf("unexpected updates: %+v", skipped)
+		}
+		// A resumed connection replays the same updates from the transcript.
+		again := v.chatConn("client:1", room, pos[2])
+		got = nil
+		for range 3 {
+			f, _ := again.until(evMessageUpdated, nil)
+			got = append(got, f.message().ID)
+		}
+		if diff := cmp.Diff(pos, got); diff != "" {
+			t.Errorf("replayed updates (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // Origins: a browser on another site is refused unless its host matches OriginPatterns.
@@ -399,5 +403,29 @@ func TestTypingExpires(t *testing.T) {
 	vis.send(evSendMessage, map[string]any{"text": "sent"})
 	if _, skipped := op.untilText("sent"); has(skipped, evTypingUpdated, nil) {
 		t.Errorf("extra typing frame: %+v", skipped)
+	}
+}
+
+// Config.MayView limits what an operator sees on /broadcast and which chats it may watch.
+func TestMayView(t *testing.T) {
+	var allowed chat.ID
+	v := newEnv(t, envOpt{cfg: func(c *Config) {
+		c.MayView = func(op User, room chat.Room) bool { return op.ID == 2 || room.ID == allowed }
+	}})
+	secret := v.newChat(1, 2)
+	allowed = v.newChat(3, 0)
+	bc2 := v.mustDial("/broadcast", "operator:2", nil)
+	bc9 := v.mustDial("/broadcast", "operator:9", nil)
+	if _, err := v.dial("/chat", "operator:9", url.Values{"chat": {secret.UUID()}}); err == nil {
+		t.Error("operator 9 opened a chat it may not see")
+	}
+	v.chatConn("operator:9", allowed).c.CloseNow()
+	v.api("POST", "/message", map[string]any{"text": "secret", "chat": map[string]string{"uuid": secret.UUID()}})
+	v.api("POST", "/message", map[string]any{"text": "open", "chat": map[string]string{"uuid": allowed.UUID()}})
+	if _, skipped := bc2.untilText("open"); !has(skipped, evMessageAdded, nil) {
+		t.Error("operator 2 missed the secret chat's message")
+	}
+	if _, skipped := bc9.untilText("open"); has(skipped, evMessageAdded, nil) {
+		t.Errorf("operator 9 saw the secret chat: %+v", skipped)
 	}
 }
