@@ -78,6 +78,7 @@ type Handler struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	open   atomic.Int64 // connections running
 	mu     sync.Mutex
 	closed bool
 }
@@ -161,11 +162,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The connection runs in a goroutine of its own so that net/http's goroutine, with its
 	// deep stack and the request it holds, ends now: the WebSocket is hijacked and lives on.
 	h.wg.Add(1)
+	h.open.Add(1)
 	go func() {
 		defer h.wg.Done()
+		defer h.open.Add(-1)
 		c.run()
 	}()
 }
+
+// Connections returns the number of open WebSocket connections.
+func (h *Handler) Connections() int { return int(h.open.Load()) }
 
 // inbound is what the reader hands the connection: the frames of one WebSocket message, and
 // an error that ends the reading (a decoding error after the good frames, or the

@@ -456,7 +456,16 @@ func TestHandlerClose(t *testing.T) {
 		}()
 	}
 	start := time.Now()
+	for deadline := time.Now().Add(2 * time.Second); f.h.Connections() != 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Connections() = %d, want 2", f.h.Connections())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	f.h.Close()
+	if n := f.h.Connections(); n != 0 {
+		t.Errorf("after Close: Connections() = %d", n)
+	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Close took %v", d)
 	}
