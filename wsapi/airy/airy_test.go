@@ -325,7 +325,7 @@ func TestHeartBeats(t *testing.T) {
 		if _, err := c.next(550 * time.Millisecond); err == nil {
 			t.Fatal("a frame came")
 		}
-		if c.beats < 3 || c.beats > 6 {
+		if c.beats < 2 || c.beats > 6 { // 5 on time; 2 if the machine stalls
 			t.Errorf("%d heart-beats in 550ms at 100ms", c.beats)
 		}
 	})
