@@ -337,23 +337,24 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// startConversation creates the contact, the room and the contact's membership. The engine
-// has no single call for the three, so a failure part-way deletes what was created.
+// startConversation creates the contact, then the room with the contact joined in the same
+// commit. If the room cannot be made, the contact is deleted again.
 func (s *Service) startConversation(ctx context.Context, channelID string) (Conversation, error) {
 	e := s.cfg.Engine
 	u, err := e.CreateUser(ctx, chat.NewUser{DisplayName: ContactName, Attributes: map[string]string{AttrChannel: channelID}})
 	if err != nil {
 		return Conversation{}, err
 	}
-	room, err := e.CreateRoom(ctx, chat.NewRoom{Attributes: map[string]string{AttrChannel: channelID, AttrContact: u.ID.String()}})
+	room, err := e.CreateRoom(ctx, chat.NewRoom{
+		Attributes: map[string]string{AttrChannel: channelID, AttrContact: u.ID.String()},
+		Members:    []chat.NewMember{{User: u.ID, Role: chat.RoleClient}},
+	})
 	if err != nil {
 		_ = e.DeleteUser(context.WithoutCancel(ctx), u.ID)
 		return Conversation{}, err
 	}
-	m, err := e.Join(ctx, room.ID, u.ID, chat.JoinOptions{Role: chat.RoleClient})
+	m, err := e.Member(ctx, room.ID, u.ID)
 	if err != nil {
-		_ = e.DeleteRoom(context.WithoutCancel(ctx), room.ID)
-		_ = e.DeleteUser(context.WithoutCancel(ctx), u.ID)
 		return Conversation{}, err
 	}
 	return Conversation{ID: room.ID.UUID(), ChannelID: channelID, Room: room.ID, Contact: u.ID, ContactMember: m.ID}, nil

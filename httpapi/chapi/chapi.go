@@ -491,24 +491,10 @@ func visible(ev *chat.Event, viewer chat.Member) bool {
 	return ev.VisibleTo(viewer.Role)
 }
 
-// lastBefore returns the position of the last event older than ts (µs), or 0. Event times
-// strictly increase with positions, so this is a binary search.
+// lastBefore returns the position of the last event older than ts (µs), or 0: the engine
+// finds it in one read, since event times strictly increase with positions.
 func (h *Handler) lastBefore(ctx context.Context, room chat.Room, ts int64) (uint64, error) {
-	lo, hi := uint64(1), room.LastPos // answer in [0, hi]
-	ans := uint64(0)
-	for lo <= hi {
-		mid := lo + (hi-lo)/2
-		ev, err := h.e.Event(ctx, room.ID, mid)
-		if err != nil {
-			return 0, err
-		}
-		if ev.Time.UnixMicro() < ts {
-			ans, lo = mid, mid+1
-		} else {
-			hi = mid - 1
-		}
-	}
-	return ans, nil
+	return h.e.PosBefore(ctx, room.ID, time.UnixMicro(ts))
 }
 
 func (h *Handler) author(ctx context.Context, cache map[chat.ID]User, id chat.ID) (User, error) {

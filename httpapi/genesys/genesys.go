@@ -512,21 +512,18 @@ func (h *Handler) requestChat(w http.ResponseWriter, r *http.Request, service st
 		return
 	}
 	attrs[attrParty+userID] = user.ID.String() + " " + keyHash(key)
+	// The room and the client's join are one commit: the join is index 1, and a private
+	// room admits its first member uninvited.
+	nr.Private = h.cfg.PrivateRooms
+	nr.Members = []chat.NewMember{{User: user.ID, Nickname: p.Nickname, Role: chat.RoleClient}}
 	room, err := h.e.CreateRoom(ctx, nr)
 	if err != nil {
 		h.undo(user.ID, chat.ID{})
 		h.fail(w, r, nil, err)
 		return
 	}
-	m, err := h.e.Join(ctx, room.ID, user.ID, chat.JoinOptions{Nickname: p.Nickname, Role: chat.RoleClient})
-	if err == nil && h.cfg.PrivateRooms {
-		// Created public and made private once the client has joined, so that the client's
-		// join is index 1 (an invitation would take it and be invisible to Genesys).
-		private := true
-		room, err = h.e.UpdateRoom(ctx, room.ID, chat.RoomUpdate{Private: &private})
-	}
+	m, err := h.e.Member(ctx, room.ID, user.ID)
 	if err != nil {
-		h.undo(user.ID, room.ID)
 		h.fail(w, r, nil, err)
 		return
 	}
