@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"strings"
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/storage/memory"
@@ -62,7 +63,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("followed %d %s %s %s\n", ev.Pos, ev.Type, names[ev.User], ev.Text)
+		fmt.Println(strings.TrimSpace(fmt.Sprintf("followed %d %s %s %s", ev.Pos, ev.Type, names[ev.User], ev.Text)))
 	}
 
 	page, err := engine.Read(ctx, room.ID, 0, 2, true) // the last two events, newest first
