@@ -1,11 +1,15 @@
 package main
 
-import "context"
+import (
+	"context"
+
+	"github.com/parley-chat/chat/storage/memory"
+)
 
 // The program's whole run: two users talk, a follower sees it all, a backwards read gets the
 // last two events.
 func Example() {
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background(), memory.New()); err != nil {
 		panic(err)
 	}
 	// Output:

@@ -1,38 +1,58 @@
-// Command embed is the smallest program that embeds Parley: it opens an engine on the
-// in-memory store, creates a room, lets two users talk, follows the room and reads it back.
+// Command embed is the smallest program that embeds Parley: it opens an engine, creates a
+// room, lets two users talk, follows the room and reads it back.
+//
+//	go run ./examples/embed            # in memory
+//	go run ./examples/embed chat.db    # durable, on a bbolt file (storage/bolt)
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"os"
 	"strings"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
 func main() {
-	if err := run(context.Background()); err != nil {
+	var store chat.Store = memory.New()
+	if len(os.Args) > 1 {
+		// The durable choice: every acknowledged event is on disk, across restarts.
+		s, err := bolt.Open(os.Args[1], nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		store = s
+	}
+	defer store.Close()
+	if err := run(context.Background(), store); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context) error {
-	store := memory.New()
-	defer store.Close()
+func run(ctx context.Context, store chat.Store) error {
 	engine, err := chat.Open(ctx, store)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
 
-	room, err := engine.CreateRoom(ctx, chat.NewRoom{Name: "lobby", DisplayName: "Lobby"})
+	room, err := engine.CreateRoom(ctx, chat.NewRoom{DisplayName: "Lobby"})
 	if err != nil {
 		return err
 	}
-	ada, _ := engine.CreateUser(ctx, chat.NewUser{Name: "ada", DisplayName: "Ada"})
-	bob, _ := engine.CreateUser(ctx, chat.NewUser{Name: "bob", DisplayName: "Bob"})
+	ada, err := userNamed(ctx, engine, "ada", "Ada")
+	if err != nil {
+		return err
+	}
+	bob, err := userNamed(ctx, engine, "bob", "Bob")
+	if err != nil {
+		return err
+	}
 
 	// Follow the room from its first position: history first, then live events.
 	follower, err := engine.Follow(ctx, room.ID, 1)
@@ -74,4 +94,14 @@ func run(ctx context.Context) error {
 		fmt.Printf("read %d %s\n", ev.Pos, ev.Type)
 	}
 	return nil
+}
+
+// userNamed returns the user with a unique name, creating it the first time (on a durable
+// store it is there on the next run).
+func userNamed(ctx context.Context, e *chat.Engine, name, display string) (chat.User, error) {
+	u, err := e.UserByName(ctx, name)
+	if errors.Is(err, chat.ErrNotFound) {
+		u, err = e.CreateUser(ctx, chat.NewUser{Name: name, DisplayName: display})
+	}
+	return u, err
 }
