@@ -282,12 +282,13 @@ func eventTime(v []byte) time.Time {
 
 // decodeEvent decodes an event; if own is set, v is a private copy that the event's strings
 // and body may point into.
-func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte, own bool) error {
+func decodeEvent(dst *chat.Event, roomID chat.ID, pos uint64, v []byte, own bool) error {
 	if len(v) < 8 {
 		return fmt.Errorf("%w: event %d", errCorrupt, pos)
 	}
+	// Decode into a local and store it once: one bulk write barrier instead of one per field.
 	d := decoder{b: v[8:], own: own}
-	*ev = chat.Event{RoomID: roomID, Pos: pos, Time: eventTime(v), ID: d.id()}
+	ev := chat.Event{RoomID: roomID, Pos: pos, Time: eventTime(v), ID: d.id()}
 	flags := d.byte()
 	if flags&hasFrom != 0 {
 		ev.From = d.id()
@@ -309,7 +310,11 @@ func decodeEvent(ev *chat.Event, roomID chat.ID, pos uint64, v []byte, own bool)
 	}
 	ev.Ref = d.uvarint()
 	ev.Visibility = role(d.bytes())
-	return d.done(func() string { return fmt.Sprintf("event %d of room %s", pos, roomID) })
+	if d.err != nil || len(d.b) != 0 {
+		return d.done(func() string { return fmt.Sprintf("event %d of room %s", pos, roomID) })
+	}
+	*dst = ev
+	return nil
 }
 
 // eventType and role return the engine's constants for the common values without allocating.

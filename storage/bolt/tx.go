@@ -265,8 +265,12 @@ func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, d
 		}
 		n := len(chunk)
 		chunk = append(chunk, v...)
-		dst = append(dst, chat.Event{})
+		if len(dst) == cap(dst) {
+			dst = growEvents(dst, limit)
+		}
+		dst = dst[:len(dst)+1] // decodeEvent overwrites the whole slot
 		if err := decodeEvent(&dst[len(dst)-1], roomID, binary.BigEndian.Uint64(k), chunk[n:len(chunk):len(chunk)], true); err != nil {
+			dst[len(dst)-1] = chat.Event{}
 			return dst[:len(dst)-1], err
 		}
 		limit--
