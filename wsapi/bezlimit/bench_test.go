@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,11 +37,83 @@ func BenchmarkFanout(b *testing.B) {
 	}
 }
 
-func benchFanout(b *testing.B, n int) {
+// BenchmarkFanoutRaw is BenchmarkFanout with minimal clients: a hand-made upgrade and a
+// frame reader on a bufio.Reader, so that less of the two shared CPUs goes to the clients'
+// WebSocket library and more of the figure is the server's.
+//
+//	go test -run '^$' -bench FanoutRaw -benchtime 200x ./wsapi/bezlimit
+func BenchmarkFanoutRaw(b *testing.B) {
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchFanoutWith(b, n, true) })
+	}
+}
+
+func benchFanout(b *testing.B, n int) { benchFanoutWith(b, n, false) }
+
+// rawConn is a minimal WebSocket client: it reads unmasked server frames.
+type rawConn struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func rawDial(addr, path string) (*rawConn, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := nc.Write([]byte(req)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(nc, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		nc.Close()
+		return nil, fmt.Errorf("upgrade: %v %v", resp, err)
+	}
+	return &rawConn{nc: nc, br: br}, nil
+}
+
+// Read returns the next data frame's payload (control frames are skipped).
+func (c *rawConn) Read(buf []byte) ([]byte, error) {
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			return nil, err
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var l [2]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return nil, err
+			}
+			n = int(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return nil, err
+			}
+			n = int(binary.BigEndian.Uint64(l[:]))
+		}
+		buf = slices.Grow(buf[:0], n)[:n]
+		if _, err := io.ReadFull(c.br, buf); err != nil {
+			return nil, err
+		}
+		if h[0]&0x0f == 0x1 {
+			return buf, nil
+		}
+	}
+}
+
+func benchFanoutWith(b *testing.B, n int, raw bool) {
 	v := newEnv(b, envOpt{cfg: func(c *Config) { c.SendQueue = 1024 }})
 	room := v.newChat(0, 0)
 	ctx := context.Background()
-	conns := make([]*websocket.Conn, n)
+	conns := make([]func() ([]byte, error), n)
+	closers := make([]func(), n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range conns {
@@ -45,33 +122,47 @@ func benchFanout(b *testing.B, n int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, _, err := websocket.Dial(ctx, v.ws+"/chat?chat="+room.UUID()+"&token=operator:"+strconv.Itoa(i+1), nil)
+			path := "/chat?chat=" + room.UUID() + "&token=operator:" + strconv.Itoa(i+1)
+			if raw {
+				c, err := rawDial(strings.TrimPrefix(v.srv.URL, "http://"), path)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				var buf []byte
+				conns[i] = func() ([]byte, error) { var err error; buf, err = c.Read(buf); return buf, err }
+				closers[i] = func() { c.nc.Close() }
+				return
+			}
+			c, _, err := websocket.Dial(ctx, v.ws+path, nil)
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			conns[i] = c
+			conns[i] = func() ([]byte, error) { _, m, err := c.Read(ctx); return m, err }
+			closers[i] = func() { c.CloseNow() }
 		}()
 	}
 	wg.Wait()
 	if b.Failed() {
 		b.FailNow()
 	}
-	defer func() {
-		for _, c := range conns {
-			c.CloseNow()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
 		}
-	}()
+	}
+	defer closeAll()
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, n*max(b.N, 1))
 	var got sync.WaitGroup
 	marker := []byte(`"text":"`)
-	for _, c := range conns {
+	for _, read := range conns {
 		go func() {
 			local := make([]time.Duration, 0, 64)
 			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
 			for {
-				_, msg, err := c.Read(ctx)
+				msg, err := read()
 				if err != nil {
 					return
 				}
@@ -115,9 +206,7 @@ func benchFanout(b *testing.B, n int) {
 		got.Wait()
 	}
 	b.StopTimer()
-	for _, c := range conns {
-		c.CloseNow()
-	}
+	closeAll()
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
