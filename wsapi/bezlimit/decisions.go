@@ -53,7 +53,7 @@ const (
 	defaultMaxBody      = 256 << 10        // server-to-server request body, bytes
 	maxAttachments      = 32               // attachments per message
 	catchUpBatch        = 256              // events read from the store per resume step
-	receiptSpan         = 1000             // messages a single receipt may update, newest first
+	receiptSpan         = 1000             // positions a single receipt may update, the newest
 	maxPresenceSnapshot = 64               // members a new socket is told about on arrival
 	connBufferSize      = 1024             // read and write buffers of a connection, bytes
 )
@@ -61,7 +61,9 @@ const (
 // Close codes and reasons sent to clients.
 const (
 	// closeTooSlow is sent to a connection whose send queue overflowed. The client should
-	// reconnect with after=<last position it received>; nothing is lost.
+	// reconnect with after=<last position it received>; nothing is lost. The close frame
+	// waits behind what the peer has not read: a peer that reads nothing for 5 s (the
+	// websocket library's close handshake limit) sees the TCP connection drop instead.
 	closeTooSlow = websocket.StatusPolicyViolation
 	// closeGone is sent when the Handler shuts down or the engine closes.
 	closeGone = websocket.StatusGoingAway
