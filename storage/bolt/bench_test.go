@@ -25,7 +25,9 @@ import (
 // BenchmarkSend reports durable appends per second through chat.Engine.Send and the p99
 // latency of one Send; BenchmarkBboltUpdate is the baseline of one bbolt db.Update (one
 // commit, one fsync) per append, with the same senders. BenchmarkRead50 reads 50 events from
-// the start, middle and end of a room of 1M events (10k under -short). BenchmarkFileSize
+// the start, middle and end of a room of 1M events (10k under -short), through the read cache
+// (warm: the same 50 events again and again) and without it (BenchmarkRead50Uncached: every
+// read decodes from the file). BenchmarkFileSize
 // reports the file's bytes per event of 200 bytes of text.
 
 var senderCounts = []int{1, 16, 64, 256}
@@ -210,6 +212,20 @@ func closeBigRoom() {
 
 func BenchmarkRead50(b *testing.B) {
 	s, n := openBigRoom(b)
+	benchRead50(b, s, n)
+}
+
+// BenchmarkRead50Uncached is BenchmarkRead50 with the read cache off: every read decodes
+// from the file.
+func BenchmarkRead50Uncached(b *testing.B) {
+	big, n := openBigRoom(b)
+	cache := big.cache
+	big.cache = nil
+	defer func() { big.cache = cache }()
+	benchRead50(b, big, n)
+}
+
+func benchRead50(b *testing.B, s *Store, n uint64) {
 	for _, at := range []struct {
 		name string
 		from uint64

@@ -59,6 +59,11 @@ type Options struct {
 	// write less per commit); Open then rebuilds the list by scanning the file, which takes
 	// longer the bigger the file. Durability is the same.
 	NoFreelistSync bool
+
+	// CacheEvents is how many decoded events reads keep in memory, in complete blocks of 64
+	// (default DefaultCacheEvents); negative turns the cache off. Cached events share their
+	// strings with every reader; each reader still gets its own bodies.
+	CacheEvents int
 }
 
 // DefaultTimeout is the file lock timeout when Options.Timeout is 0.
@@ -103,6 +108,7 @@ type Store struct {
 	wtx   writeTx
 
 	stats struct{ commits, txs, reruns, failed atomic.Uint64 }
+	cache *blockCache // nil if turned off
 
 	// beforeCommit, when set (by tests), runs before each commit; an error fails the commit
 	// as a write error would.
@@ -211,7 +217,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt store: initialise %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, opts: o, stopped: make(chan struct{})}
+	s := &Store{db: db, path: path, opts: o, stopped: make(chan struct{}), cache: newBlockCache(o.CacheEvents)}
 	s.cond.L = &s.mu
 	s.wtx.s = s
 	go s.writer()
@@ -278,7 +284,7 @@ func (s *Store) View(ctx context.Context, fn func(chat.ReadTx) error) error {
 		return fmt.Errorf("bolt store: begin: %w", err)
 	}
 	rt := readTxPool.Get().(*readTx)
-	rt.tx = tx
+	rt.tx, rt.cache = tx, s.cache
 	defer func() {
 		_ = tx.Rollback()
 		rt.tx = nil

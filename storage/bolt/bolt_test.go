@@ -23,3 +23,10 @@ func openTemp(t testing.TB, o *Options) *Store {
 func TestStore(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) chat.Store { return openTemp(t, &Options{NoSync: true}) })
 }
+
+// TestStoreNoCache runs the suite with the read cache off.
+func TestStoreNoCache(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) chat.Store {
+		return openTemp(t, &Options{NoSync: true, CacheEvents: -1})
+	})
+}

@@ -222,14 +222,16 @@ func appendMember(b []byte, m *chat.Member) []byte {
 	b = append(b, m.InvitedBy[:]...)
 	b = appendTime(b, m.InvitedAt)
 	b = appendTime(b, m.JoinedAt)
-	return appendTime(b, m.LeftAt)
+	b = appendTime(b, m.LeftAt)
+	return binary.AppendUvarint(b, m.Pos)
 }
 
 func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
 	d := decoder{b: v}
 	m := chat.Member{ID: id, RoomID: roomID, UserID: d.id(), State: chat.MemberState(d.byte()),
 		Nickname: d.str(), Role: role(d.bytes()), JoinNumber: d.uvarint(), Delivered: d.uvarint(),
-		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time()}
+		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time(),
+		Pos: d.uvarint()}
 	return m, d.done(func() string { return "member " + id.String() })
 }
 

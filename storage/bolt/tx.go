@@ -17,6 +17,9 @@ type readTx struct {
 	// (nil in read-only ones): the engine reads the room and then appends, and both would
 	// otherwise seek to the end of the transcript.
 	last map[chat.ID]lastEvent
+	// cache holds decoded transcript blocks; nil in the writer's transaction, whose reads
+	// may see uncommitted events.
+	cache *blockCache
 }
 
 type lastEvent struct {
@@ -244,6 +247,14 @@ func (t *readTx) Events(roomID chat.ID, from uint64, limit int, backward bool, d
 		return dst, nil
 	}
 	from = max(from, 1)
+	if t.cache != nil {
+		return t.cachedEvents(b, roomID, from, limit, backward, dst)
+	}
+	return t.decodeEvents(b, roomID, from, limit, backward, dst)
+}
+
+// decodeEvents is Events read from the file.
+func (t *readTx) decodeEvents(b *bbolt.Bucket, roomID chat.ID, from uint64, limit int, backward bool, dst []chat.Event) ([]chat.Event, error) {
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], from)
 	c := b.Cursor()
@@ -410,8 +421,19 @@ func (w *writeTx) PutRoom(r chat.Room) error {
 		copy(name[1:], r.ID[:])
 		for _, kind := range []byte{kindEvents, kindMembers, kindRevisions} {
 			name[0] = kind
-			if _, err := w.tx.CreateBucket(w.s.arena.copy(name[:])); err != nil {
+			b, err := w.tx.CreateBucket(w.s.arena.copy(name[:]))
+			if err != nil {
 				return fmt.Errorf("bolt store: room %s: %w", r.ID, err)
+			}
+			if kind == kindEvents {
+				// The transcript's incarnation, for the read cache.
+				inc, err := w.tx.Bucket(bMeta).NextSequence()
+				if err != nil {
+					return err
+				}
+				if err := b.SetSequence(inc); err != nil {
+					return err
+				}
 			}
 		}
 	}
