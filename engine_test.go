@@ -96,8 +96,8 @@ func TestBadInputStoresNothing(t *testing.T) {
 				_, err := e.Edit(ctx, w.room.ID, w.ada.ID, 1, chat.NewMessage{Text: "y"})
 				return err
 			}, chat.ErrNotFound},
-			{"typing as non-member", func() error { return e.StartTyping(ctx, w.room.ID, w.outsider.ID, "") }, chat.ErrNotMember},
-			{"stop typing as non-member", func() error { return e.StopTyping(ctx, w.room.ID, w.outsider.ID) }, chat.ErrNotMember},
+			{"typing as non-member", func() error { _, err := e.StartTyping(ctx, w.room.ID, w.outsider.ID, ""); return err }, chat.ErrNotMember},
+			{"stop typing as non-member", func() error { _, err := e.StopTyping(ctx, w.room.ID, w.outsider.ID); return err }, chat.ErrNotMember},
 			{"read limit 0", func() error { _, err := e.Read(ctx, w.room.ID, 1, 0, false); return err }, chat.ErrInvalid},
 			{"follow past the end", func() error { _, err := e.Follow(ctx, w.room.ID, 1000); return err }, chat.ErrInvalid},
 			{"bad list filter", func() error { _, err := e.Rooms(ctx, chat.ListFilter{Offset: -1}); return err }, chat.ErrInvalid},
@@ -243,12 +243,12 @@ func TestTypingExpiresAndEndsOnSend(t *testing.T) {
 		ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
 		am := must[chat.Member](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
 
-		if err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil {
-			t.Fatal(err)
+		if ev, err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil || ev.Type != chat.EventTypingStarted {
+			t.Fatal(ev, err)
 		}
 		clock.Advance(3 * time.Second)
-		if err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil { // renew: no event
-			t.Fatal(err)
+		if ev, err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil || ev.Pos != 0 { // renew: no event
+			t.Fatal(ev, err)
 		}
 		clock.Advance(3 * time.Second) // 6s after start, 3s after renewal
 		if ts := e.Typing(room.ID); len(ts) != 1 || ts[0].Member != am.ID || ts[0].Text != "he" {
@@ -258,9 +258,7 @@ func TestTypingExpiresAndEndsOnSend(t *testing.T) {
 		if ts := e.Typing(room.ID); len(ts) != 0 {
 			t.Fatalf("typing did not expire: %+v", ts)
 		}
-		if err := e.StartTyping(ctx, room.ID, ada.ID, ""); err != nil {
-			t.Fatal(err)
-		}
+		must[chat.Event](t)(e.StartTyping(ctx, room.ID, ada.ID, ""))
 		must[chat.Event](t)(e.Send(ctx, room.ID, ada.ID, chat.NewMessage{Text: "hello"}))
 		if ts := e.Typing(room.ID); len(ts) != 0 {
 			t.Fatalf("send did not end typing: %+v", ts)
@@ -416,9 +414,7 @@ func TestTypingExpiresOnTheRealClock(t *testing.T) {
 	must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 	f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
 	defer f.Close()
-	if err := e.StartTyping(ctx, room.ID, u.ID, ""); err != nil {
-		t.Fatal(err)
-	}
+	must[chat.Event](t)(e.StartTyping(ctx, room.ID, u.ID, ""))
 	for _, want := range []chat.EventType{chat.EventTypingStarted, chat.EventTypingStopped} {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ev, err := f.Next(c)
@@ -445,7 +441,7 @@ func TestEndedRoomRefusesChanges(t *testing.T) {
 				_, err := e.UpdateMember(ctx, w.room.ID, w.ada.ID, chat.MemberUpdate{Nickname: &nick})
 				return err
 			},
-			"typing": func() error { return e.StartTyping(ctx, w.room.ID, w.ada.ID, "") },
+			"typing": func() error { _, err := e.StartTyping(ctx, w.room.ID, w.ada.ID, ""); return err },
 			"edit": func() error {
 				_, err := e.Edit(ctx, w.room.ID, w.ada.ID, msg.Pos, chat.NewMessage{Text: "y"})
 				return err

@@ -384,7 +384,7 @@ func (m *engineMachine) StartTyping(t *rapid.T) {
 	m.tick()
 	r, u := m.pickRoom(t), m.pickUser(t)
 	text := rapid.SampledFrom([]string{"", "h", "he"}).Draw(t, "preview")
-	err := m.e.StartTyping(context.Background(), r.id, u, text)
+	_, err := m.e.StartTyping(context.Background(), r.id, u, text)
 	var want error
 	switch {
 	case !m.exists(r):
@@ -407,7 +407,7 @@ func (m *engineMachine) StartTyping(t *rapid.T) {
 func (m *engineMachine) StopTyping(t *rapid.T) {
 	m.tick()
 	r, u := m.pickRoom(t), m.pickUser(t)
-	err := m.e.StopTyping(context.Background(), r.id, u)
+	_, err := m.e.StopTyping(context.Background(), r.id, u)
 	var want error
 	switch {
 	case !m.exists(r):
@@ -578,6 +578,14 @@ func (m *engineMachine) Check(t *rapid.T) {
 		}
 		if len(members) != records {
 			t.Fatalf("room has %d member records, model %d", len(members), records)
+		}
+		for _, mem := range members { // Member.Pos names the event of the record's last change
+			if mem.Pos == 0 || mem.Pos > uint64(len(evs)) {
+				t.Fatalf("member %s has Pos %d of %d", mem.ID, mem.Pos, len(evs))
+			}
+			if ev := evs[mem.Pos-1]; ev.From != mem.ID && ev.To != mem.ID {
+				t.Fatalf("member %s has Pos %d, whose event %+v is another's", mem.ID, mem.Pos, ev)
+			}
 		}
 		if r.follower != nil { // invariant 2
 			m.checkFollower(r)

@@ -177,6 +177,10 @@ type Member struct {
 	InvitedBy ID
 	// InvitedAt, JoinedAt and LeftAt are when the membership reached each state; zero if not.
 	InvitedAt, JoinedAt, LeftAt time.Time
+	// Pos is the position of the event of the record's latest change: its invitation, join,
+	// leave, nickname change or receipt. A caller learns from it the event its call appended
+	// (a receipt that moved nothing leaves it as it was).
+	Pos uint64
 }
 
 // CreateRoom creates a room, with n.Members joined in the same commit (an EventJoined each;
@@ -372,11 +376,7 @@ func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions)
 			ID: tx.e.ids.New(now), RoomID: r.ID, UserID: userID, State: Invited,
 			Nickname: o.Nickname, Role: o.Role, InvitedBy: o.By, InvitedAt: now,
 		}
-		if err := tx.PutMember(m); err != nil {
-			return err
-		}
-		_, err = tx.append(Event{RoomID: roomID, Type: EventInvited, From: from, User: o.By, To: m.ID})
-		return err
+		return tx.record(&m, Event{RoomID: roomID, Type: EventInvited, From: from, User: o.By, To: m.ID})
 	})
 	return m, err
 }
@@ -442,10 +442,7 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 	if err := tx.PutRoom(r); err != nil {
 		return Member{}, err
 	}
-	if err := tx.PutMember(m); err != nil {
-		return Member{}, err
-	}
-	_, err = tx.append(Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
+	err = tx.record(&m, Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
 	return m, err
 }
 
@@ -476,12 +473,20 @@ func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
 	return m, nil
 }
 
+// record appends ev, the event of a change to the membership m, and stores m with Pos set
+// to ev's position.
+func (tx *wtx) record(m *Member, ev Event) error {
+	appended, err := tx.append(ev)
+	if err != nil {
+		return err
+	}
+	m.Pos = appended.Pos
+	return tx.PutMember(*m)
+}
+
 func (tx *wtx) leave(m Member) (Member, error) {
 	m.State, m.LeftAt = Left, tx.e.now()
-	if err := tx.PutMember(m); err != nil {
-		return Member{}, err
-	}
-	_, err := tx.append(Event{RoomID: m.RoomID, Type: EventLeft, From: m.ID, User: m.UserID})
+	err := tx.record(&m, Event{RoomID: m.RoomID, Type: EventLeft, From: m.ID, User: m.UserID})
 	return m, err
 }
 
@@ -511,13 +516,10 @@ func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberU
 		setIf(&m.Role, up.Role)
 		changed := up.Nickname != nil && *up.Nickname != m.Nickname
 		setIf(&m.Nickname, up.Nickname)
-		if err := tx.PutMember(m); err != nil {
-			return err
-		}
 		if changed {
-			_, err = tx.append(Event{RoomID: roomID, Type: EventNickname, From: m.ID, User: userID, Text: m.Nickname})
+			return tx.record(&m, Event{RoomID: roomID, Type: EventNickname, From: m.ID, User: userID, Text: m.Nickname})
 		}
-		return err
+		return tx.PutMember(m)
 	})
 	return m, err
 }
@@ -620,11 +622,7 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 			}
 			m.Delivered = pos
 		}
-		if err := tx.PutMember(m); err != nil {
-			return err
-		}
-		_, err = tx.append(Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos})
-		return err
+		return tx.record(&m, Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos})
 	})
 	return m, err
 }

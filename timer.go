@@ -96,7 +96,7 @@ func (s *scheduler) fire() {
 	for _, k := range due {
 		switch k.kind {
 		case timerTyping:
-			if err := s.e.endTyping(s.e.ctx, typingKey{k.room, k.member}, now); err != nil && !s.e.closed() {
+			if _, err := s.e.endTyping(s.e.ctx, typingKey{k.room, k.member}, now); err != nil && !s.e.closed() {
 				s.e.log.Warn("chat: typing expiry", "room", k.room, "err", err)
 			}
 		case timerRoomTTL:

@@ -56,16 +56,16 @@ func (t *typingTable) dropRoom(room ID) {
 }
 
 // StartTyping marks a joined member as typing until the typing TTL passes, with an optional
-// preview text. It appends EventTypingStarted when the member was not typing or the preview
-// changed; otherwise it only renews the indicator. It returns ErrNotMember, ErrEnded,
-// ErrInvalid for a bad preview.
-func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview string) error {
+// preview text. It appends EventTypingStarted, and returns it, when the member was not typing
+// or the preview changed; otherwise it only renews the indicator and returns the zero Event.
+// It returns ErrNotMember, ErrEnded, ErrInvalid for a bad preview.
+func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview string) (Event, error) {
 	if err := e.checkText(preview, true); err != nil {
-		return err
+		return Event{}, err
 	}
 	var k typingKey
 	var until time.Time
-	_, err := e.update(ctx, func(tx *wtx) error {
+	ev, err := e.update(ctx, func(tx *wtx) error {
 		if _, err := tx.openRoom(roomID); err != nil {
 			return err
 		}
@@ -87,18 +87,19 @@ func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview str
 		return err
 	})
 	if err != nil {
-		return err
+		return Event{}, err
 	}
 	e.typing.mu.Lock()
 	e.typing.m[k] = typingEntry{userID, preview, until}
 	e.typing.mu.Unlock()
 	e.timers.add(until, timerKey{kind: timerTyping, room: roomID, member: k.member})
-	return nil
+	return ev, nil
 }
 
-// StopTyping ends a member's typing indicator and appends EventTypingStopped. It does nothing
-// if the member was not typing. It returns ErrNotMember.
-func (e *Engine) StopTyping(ctx context.Context, roomID, userID ID) error {
+// StopTyping ends a member's typing indicator, appends EventTypingStopped and returns it. It
+// does nothing and returns the zero Event if the member was not typing. It returns
+// ErrNotMember.
+func (e *Engine) StopTyping(ctx context.Context, roomID, userID ID) (Event, error) {
 	var m Member
 	err := e.view(ctx, func(tx ReadTx) (err error) {
 		m, err = tx.MemberByUser(roomID, userID)
@@ -106,9 +107,9 @@ func (e *Engine) StopTyping(ctx context.Context, roomID, userID ID) error {
 	})
 	if err != nil || m.State != Joined {
 		if err == nil || isNotFound(err) {
-			return e.notMember(ctx, roomID, userID)
+			return Event{}, e.notMember(ctx, roomID, userID)
 		}
-		return err
+		return Event{}, err
 	}
 	return e.endTyping(ctx, typingKey{roomID, m.ID}, time.Time{})
 }
@@ -120,16 +121,16 @@ func (e *Engine) notMember(ctx context.Context, roomID, userID ID) error {
 
 // endTyping appends EventTypingStopped for k if it is typing and, when due is not zero, its
 // indicator expires at or before due.
-func (e *Engine) endTyping(ctx context.Context, k typingKey, due time.Time) error {
+func (e *Engine) endTyping(ctx context.Context, k typingKey, due time.Time) (Event, error) {
 	e.typing.mu.Lock()
 	cur, ok := e.typing.m[k]
 	if !ok || (!due.IsZero() && cur.until.After(due)) {
 		e.typing.mu.Unlock()
-		return nil
+		return Event{}, nil
 	}
 	delete(e.typing.m, k)
 	e.typing.mu.Unlock()
-	_, err := e.update(ctx, func(tx *wtx) error {
+	ev, err := e.update(ctx, func(tx *wtx) error {
 		m, err := tx.Member(k.room, k.member)
 		if err != nil || m.State != Joined {
 			return err // gone or left: its leave ended the typing
@@ -138,9 +139,9 @@ func (e *Engine) endTyping(ctx context.Context, k typingKey, due time.Time) erro
 		return err
 	})
 	if isNotFound(err) {
-		return nil
+		return Event{}, nil
 	}
-	return err
+	return ev, err
 }
 
 // Typing lists who is typing in a room now, in member ID order.

@@ -40,7 +40,7 @@ func TestClientLoop(t *testing.T) {
 					return err
 				}
 				for i := range replies {
-					if err := ev.e.StartTyping(ctx, c.room(), agent.ID, fmt.Sprintf("reply %d", i)); err != nil {
+					if _, err := ev.e.StartTyping(ctx, c.room(), agent.ID, fmt.Sprintf("reply %d", i)); err != nil {
 						return err
 					}
 					last, err := ev.e.Send(ctx, c.room(), agent.ID, chat.NewMessage{Text: fmt.Sprintf("reply %d", i)})

@@ -646,12 +646,12 @@ func (h *Handler) operate(w http.ResponseWriter, r *http.Request, op string, s *
 		}
 		_, err = e.Send(ctx, room, uid, msg)
 	case opStartTyping:
-		err = e.StartTyping(ctx, room, uid, p.Message)
+		_, err = e.StartTyping(ctx, room, uid, p.Message)
 	case opStopTyping:
-		err = e.StopTyping(ctx, room, uid)
+		_, err = e.StopTyping(ctx, room, uid)
 	case opRefresh:
 		if p.Message != "" && !s.room.Ended() {
-			err = e.StartTyping(ctx, room, uid, p.Message)
+			_, err = e.StartTyping(ctx, room, uid, p.Message)
 		}
 		from = p.TranscriptPosition
 	case opDisconnect:

@@ -82,8 +82,8 @@ func TestSpecExamples(t *testing.T) {
 			c := ev.requestChat(url.Values{"nickname": {"First Last"}})
 			agent := ev.agent(c, "AgentNick")                                                  // 2
 			must(ev.e.Send(ctx, c.room(), agent.ID, chat.NewMessage{Text: "how can I help?"})) // 3
-			must(0, ev.e.StartTyping(ctx, c.room(), agent.ID, ""))                             // 4
-			must(0, ev.e.StopTyping(ctx, c.room(), agent.ID))                                  // 5
+			must(ev.e.StartTyping(ctx, c.room(), agent.ID, ""))                                // 4
+			must(ev.e.StopTyping(ctx, c.room(), agent.ID))                                     // 5
 			c.do("send", "message", "hi")                                                      // 6
 			ev.clock.Advance(time.UnixMilli(1432845541000).Sub(ev.clock.Now()))
 			res, _ := c.do("send", "message", "hello", "transcriptPosition", "7")

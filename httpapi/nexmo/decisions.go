@@ -31,11 +31,6 @@ const (
 
 	// maxTTLSeconds bounds properties.ttl (ten years) so that it fits a time.Duration. (ours)
 	maxTTLSeconds = 10 * 365 * 24 * 3600
-
-	// appendedScan is how many events after the room's last position before an operation are
-	// searched for the event it appended, when the engine call returns no event (member
-	// changes, receipts, typing). (ours; see eventForOp)
-	appendedScan = 1000
 )
 
 // Attribute keys this surface keeps on engine rooms and users (Room.Attributes and
@@ -152,9 +147,9 @@ const defaultMemberAction = "join"
 // anything else: see the report)
 const channelApp = "app"
 
-// Answers of POST .../events for the types whose engine call returns no event (member:*,
-// text:seen, text:delivered, text:typing:on/off): the event the call appended is found by
-// its membership record after the room's last position before the call (eventForOp), and
+// Answers of POST .../events for the types whose engine call returns a membership record
+// (member:*, text:seen, text:delivered) or a typing event: the event the call appended (the
+// record's Pos, when it is after the room's last position before the call; memberEvent) is
 // answered 201 {id, timestamp, href} with its engine position as the id. When the engine
 // appended nothing — a receipt at or below the member's watermark, text:typing:on that only
 // renewed a typing indicator with the same preview, text:typing:off while not typing — no

@@ -134,23 +134,16 @@ func (h *Handler) memberParam(ctx context.Context, room chat.ID, s string) (chat
 	return m, fail(err, resMember, "")
 }
 
-// eventForOp finds the event an engine call appended when the call returns none (joins,
-// invitations, leaves, receipts, typing): the first event after position `after` (the room's
-// last position before the call) that matches. Each of those events names the membership
-// record it is about, so the match is exact; ok is false when the call appended nothing (a
-// receipt that did not move a watermark, typing that was only renewed, or stopping typing
-// that was not on).
-func (h *Handler) eventForOp(ctx context.Context, room chat.ID, after uint64, match func(*chat.Event) bool) (chat.Event, bool, error) {
-	evs, err := h.e.Read(ctx, room, after+1, appendedScan, false)
-	if err != nil {
-		return chat.Event{}, false, err
+// memberEvent returns the event of a membership change that a call made: the engine records
+// on each membership record the position of its latest change (Member.Pos), so a Pos after
+// the room's last position before the call is the call's own event; otherwise the call changed
+// nothing (a receipt at or below the watermark) and ok is false.
+func (h *Handler) memberEvent(ctx context.Context, m chat.Member, after uint64) (ev chat.Event, ok bool, err error) {
+	if m.Pos <= after {
+		return chat.Event{}, false, nil
 	}
-	for i := range evs {
-		if match(&evs[i]) {
-			return evs[i], true, nil
-		}
-	}
-	return chat.Event{}, false, nil
+	ev, err = h.e.Event(ctx, m.RoomID, m.Pos)
+	return ev, err == nil, err
 }
 
 // answerCreated answers an event creation: 201 with the event appended; when the engine
@@ -217,12 +210,7 @@ func (h *Handler) createEvent(q *request) error {
 		}
 		to = m.ID
 	}
-	after := r.LastPos
-	ofMember := func(t chat.EventType, ref uint64) func(*chat.Event) bool {
-		return func(ev *chat.Event) bool {
-			return ev.Type == t && ev.From == from.ID && (ref == 0 || ev.Ref == ref)
-		}
-	}
+	after := r.LastPos // a membership change after it is this call's (memberEvent)
 
 	switch typ := in.Type; {
 	case typ == typeText:
@@ -272,14 +260,15 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		mark, et := h.e.MarkRead, chat.EventRead
+		mark := h.e.MarkRead
 		if typ == typeDelivered {
-			mark, et = h.e.MarkDelivered, chat.EventDelivered
+			mark = h.e.MarkDelivered
 		}
-		if _, err := mark(q.ctx, r.ID, actor, pos); err != nil {
+		m, err := mark(q.ctx, r.ID, actor, pos)
+		if err != nil {
 			return fail(err, resEvent, "body.event_id")
 		}
-		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, ofMember(et, pos))
+		ev, ok, err := h.memberEvent(q.ctx, m, after)
 		if err != nil {
 			return fail(err, resConversation, "")
 		}
@@ -289,24 +278,19 @@ func (h *Handler) createEvent(q *request) error {
 		if err := needFrom(); err != nil {
 			return err
 		}
-		et := chat.EventTypingStopped
+		var ev chat.Event // the zero Event when typing was only renewed, or was not on
 		if typ == typeTypingOn {
 			preview, err := typingBody(in.Body)
 			if err != nil {
 				return err
 			}
-			if err := h.e.StartTyping(q.ctx, r.ID, actor, preview); err != nil {
+			if ev, err = h.e.StartTyping(q.ctx, r.ID, actor, preview); err != nil {
 				return fail(err, resConversation, "body.text")
 			}
-			et = chat.EventTypingStarted
-		} else if err := h.e.StopTyping(q.ctx, r.ID, actor); err != nil {
+		} else if ev, err = h.e.StopTyping(q.ctx, r.ID, actor); err != nil {
 			return fail(err, resConversation, "")
 		}
-		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, ofMember(et, 0))
-		if err != nil {
-			return fail(err, resConversation, "")
-		}
-		h.answerCreated(q, ev, ok)
+		h.answerCreated(q, ev, ev.Pos != 0)
 
 	case typ == typeJoined:
 		if err := needFrom(); err != nil {
@@ -316,7 +300,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventJoined && ev.From == m.ID })
+		ev, ok, err := h.memberEvent(q.ctx, m, after)
 		if err != nil {
 			return fail(err, resConversation, "")
 		}
@@ -330,7 +314,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventLeft && ev.From == m.ID })
+		ev, ok, err := h.memberEvent(q.ctx, m, after)
 		if err != nil {
 			return fail(err, resConversation, "")
 		}
@@ -358,7 +342,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return fail(err, resMember, "body.user")
 		}
-		ev, ok, err := h.eventForOp(q.ctx, r.ID, after, func(ev *chat.Event) bool { return ev.Type == chat.EventInvited && ev.To == m.ID })
+		ev, ok, err := h.memberEvent(q.ctx, m, after)
 		if err != nil {
 			return fail(err, resConversation, "")
 		}

@@ -254,9 +254,9 @@ func (h *Handler) handleChatEvent(ctx context.Context, c *conn, ev clientEvent) 
 	case evUpdateTyping:
 		var err error
 		if ev.Typing.Stopped {
-			err = h.e.StopTyping(ctx, c.room, c.user)
+			_, err = h.e.StopTyping(ctx, c.room, c.user)
 		} else {
-			err = h.e.StartTyping(ctx, c.room, c.user, ev.Typing.Text)
+			_, err = h.e.StartTyping(ctx, c.room, c.user, ev.Typing.Text)
 		}
 		if err != nil {
 			c.sendError(ev.Type, err)

@@ -1,0 +1,21 @@
+package chat
+
+// Internals that the external tests (package chat_test) check.
+
+// HubRingLen returns the size of a followed room's ring of recent events, or -1 if the room
+// has no hub.
+func HubRingLen(e *Engine, room ID) int {
+	h := e.hubs.get(room)
+	if h == nil {
+		return -1
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ring) + len(h.early)
+}
+
+// FollowerBufCap returns the capacity of a follower's batch buffer.
+func FollowerBufCap(f *Follower) int { return cap(f.buf) }
+
+// FollowBatch is how many events a follower takes at a time.
+const FollowBatch = followBatch
