@@ -191,15 +191,56 @@ func (e *Engine) Follow(ctx context.Context, roomID ID, from uint64) (*Follower,
 // ErrNotFound if the room is deleted, ErrClosed once the Follower or the Engine is closed.
 func (f *Follower) Next(ctx context.Context) (Event, error) {
 	for {
+		ev, ok, wake, err := f.next1(ctx)
+		if ok || err != nil {
+			return ev, err
+		}
+		select {
+		case <-wake:
+		case <-f.stop:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+}
+
+// TryNext returns the next event if one is ready, without waiting: ok is false when there is
+// none yet. With Ready, it lets a goroutine that waits on other things too (a socket, a timer)
+// follow a room without a goroutine of its own. Its errors are Next's.
+func (f *Follower) TryNext(ctx context.Context) (ev Event, ok bool, err error) {
+	ev, ok, _, err = f.next1(ctx)
+	return ev, ok, err
+}
+
+// Ready returns a channel that is closed when TryNext may have an event or an error to
+// return. Take a new channel after each wait.
+func (f *Follower) Ready() <-chan struct{} {
+	if f.off < len(f.buf) || f.done.Load() {
+		return closedChan
+	}
+	h := f.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil || f.next <= h.high {
+		return closedChan
+	}
+	return h.wake
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// next1 returns the next event if it is ready; otherwise the channel to wait on.
+func (f *Follower) next1(ctx context.Context) (Event, bool, <-chan struct{}, error) {
+	for {
 		if f.off < len(f.buf) {
 			ev := f.buf[f.off]
 			f.buf[f.off] = Event{}
 			f.off++
 			f.next = ev.Pos + 1
-			return ev, nil
+			return ev, true, nil, nil
 		}
 		if f.done.Load() {
-			return Event{}, fmt.Errorf("chat: follower: %w", ErrClosed)
+			return Event{}, false, nil, fmt.Errorf("chat: follower: %w", ErrClosed)
 		}
 		f.buf, f.off = f.buf[:0], 0
 		h := f.h
@@ -207,7 +248,7 @@ func (f *Follower) Next(ctx context.Context) (Event, error) {
 		if h.err != nil {
 			err := h.err
 			h.mu.Unlock()
-			return Event{}, err
+			return Event{}, false, nil, err
 		}
 		if f.next <= h.high && f.next >= h.low {
 			n := uint64(len(h.ring))
@@ -221,18 +262,13 @@ func (f *Follower) Next(ctx context.Context) (Event, error) {
 			// Behind the ring: everything up to high is in the store.
 			h.mu.Unlock()
 			if err := f.readStore(ctx); err != nil {
-				return Event{}, err
+				return Event{}, false, nil, err
 			}
 			continue
 		}
 		wake := h.wake
 		h.mu.Unlock()
-		select {
-		case <-wake:
-		case <-f.stop:
-		case <-ctx.Done():
-			return Event{}, ctx.Err()
-		}
+		return Event{}, false, wake, nil
 	}
 }
 

@@ -228,3 +228,48 @@ func TestFollowFromNowAndClose(t *testing.T) {
 		t.Fatal("Close did not end a waiting Next")
 	}
 }
+
+// TestTryNextAndReady follows a room from a select loop, without a goroutine per follower.
+func TestTryNextAndReady(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore, chat.WithFollowBuffer(4))
+		f := must[*chat.Follower](t)(w.e.Follow(ctx, w.room.ID, 1))
+		defer f.Close()
+		const n = 50
+		go func() {
+			for i := 0; i < n; i++ {
+				w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: fmt.Sprint(i)})
+			}
+		}()
+		want := uint64(1)
+		timeout := time.After(10 * time.Second)
+		for want <= n+2 { // two joins, then the messages
+			ev, ok, err := f.TryNext(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				if ev.Pos != want {
+					t.Fatalf("got position %d, want %d", ev.Pos, want)
+				}
+				want++
+				continue
+			}
+			select {
+			case <-f.Ready():
+			case <-timeout:
+				t.Fatalf("stuck at position %d", want)
+			}
+		}
+		if _, ok, err := f.TryNext(ctx); ok || err != nil {
+			t.Fatalf("an event past the end: %v %v", ok, err)
+		}
+		f.Close()
+		select {
+		case <-f.Ready():
+		case <-time.After(time.Second):
+			t.Fatal("Ready is not closed after Close")
+		}
+		wantErr(t, func() error { _, _, err := f.TryNext(ctx); return err }(), chat.ErrClosed)
+	})
+}
