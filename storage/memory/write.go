@@ -308,8 +308,13 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	}
 	i := ev.Pos - 1
 	if i%chunkSize == 0 {
-		// Chunks grow by append up to chunkSize, so a room with few events stays small.
-		r.chunks = append(r.chunks, nil)
+		// The first chunk grows by append, so that a room with few events stays small; a room
+		// that filled it gets whole chunks, which are never copied.
+		var c []chat.Event
+		if i > 0 {
+			c = make([]chat.Event, 0, chunkSize)
+		}
+		r.chunks = append(r.chunks, c)
 	}
 	c := &r.chunks[i/chunkSize]
 	*c = append(*c, *ev)
