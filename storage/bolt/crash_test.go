@@ -20,6 +20,9 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
+// soak runs the crash-safety test for longer:
+//
+//	go test ./storage/bolt -run CrashSafety -v -args -soak=10m
 var soak = flag.Duration("soak", 0, "run the crash-safety test for this long (default: a few seconds)")
 
 // crashEnv, when set, makes the test binary a crash-test child appending to the file it names.
