@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,16 +33,31 @@ type typingEntry struct {
 type typingTable struct {
 	mu sync.Mutex
 	m  map[typingKey]typingEntry
+	n  atomic.Int64 // len(m), read without the lock by stop, on every message
+}
+
+// put and del change m; the caller holds mu.
+func (t *typingTable) put(k typingKey, v typingEntry) {
+	t.m[k] = v
+	t.n.Store(int64(len(t.m)))
+}
+
+func (t *typingTable) del(k typingKey) {
+	delete(t.m, k)
+	t.n.Store(int64(len(t.m)))
 }
 
 func (t *typingTable) init() { t.m = make(map[typingKey]typingEntry) }
 
 // stop forgets k and reports whether it was typing.
 func (t *typingTable) stop(k typingKey) bool {
+	if t.n.Load() == 0 {
+		return false // nobody is typing: the common case of a message
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	_, ok := t.m[k]
-	delete(t.m, k)
+	t.del(k)
 	return ok
 }
 
@@ -50,7 +66,7 @@ func (t *typingTable) dropRoom(room ID) {
 	defer t.mu.Unlock()
 	for k := range t.m {
 		if k.room == room {
-			delete(t.m, k)
+			t.del(k)
 		}
 	}
 }
@@ -78,7 +94,7 @@ func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview str
 		e.typing.mu.Lock()
 		cur, typing := e.typing.m[k]
 		if typing && cur.text == preview {
-			e.typing.m[k] = typingEntry{userID, preview, until}
+			e.typing.put(k, typingEntry{userID, preview, until})
 			e.typing.mu.Unlock()
 			return nil
 		}
@@ -90,7 +106,7 @@ func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview str
 		return Event{}, err
 	}
 	e.typing.mu.Lock()
-	e.typing.m[k] = typingEntry{userID, preview, until}
+	e.typing.put(k, typingEntry{userID, preview, until})
 	e.typing.mu.Unlock()
 	e.timers.add(until, timerKey{kind: timerTyping, room: roomID, member: k.member})
 	return ev, nil
@@ -128,7 +144,7 @@ func (e *Engine) endTyping(ctx context.Context, k typingKey, due time.Time) (Eve
 		e.typing.mu.Unlock()
 		return Event{}, nil
 	}
-	delete(e.typing.m, k)
+	e.typing.del(k)
 	e.typing.mu.Unlock()
 	ev, err := e.update(ctx, func(tx *wtx) error {
 		m, err := tx.Member(k.room, k.member)
