@@ -352,6 +352,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// maxYields bounds how often the writer yields waiting for the last batch's waiters to queue
+// again.
+const maxYields = 16
+
 // writer is the one goroutine that writes.
 func (s *Store) writer() {
 	defer close(s.stopped)
@@ -378,12 +382,20 @@ func (s *Store) writer() {
 			// The waiters of the last batch are being woken and most will queue again at
 			// once: give them a moment (a few yields, no timer) so that batches do not
 			// alternate between big and small. A lone writer never gets here.
-			for range 4 {
+			idle := 0
+			for range maxYields {
 				s.mu.Unlock()
 				runtime.Gosched()
 				s.mu.Lock()
-				if len(s.queue) >= last || len(s.queue) == q {
+				if len(s.queue) >= last {
 					break
+				}
+				if len(s.queue) == q {
+					if idle++; idle == 2 {
+						break
+					}
+				} else {
+					idle = 0
 				}
 				q = len(s.queue)
 			}
