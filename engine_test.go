@@ -384,7 +384,7 @@ func TestTimesStrictlyIncrease(t *testing.T) {
 
 func TestCloseEndsFollowersAndFeeds(t *testing.T) {
 	checkNoLeak(t)
-	e, _ := newEngine(t, storeFactories[0].new)
+	e, _ := newEngine(t, storeFactories[0].Open)
 	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 	f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
 	feed := e.Feed()
@@ -402,7 +402,7 @@ func TestCloseEndsFollowersAndFeeds(t *testing.T) {
 // TestTypingExpiresOnTheRealClock runs the shared timer on the system clock.
 func TestTypingExpiresOnTheRealClock(t *testing.T) {
 	checkNoLeak(t)
-	store := storeFactories[0].new(t)
+	store := storeFactories[0].Open(t)
 	e, err := chat.Open(ctx, store, chat.WithTypingTTL(30*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

@@ -115,7 +115,7 @@ func TestStalledFollowerNeitherBlocksNorGrows(t *testing.T) {
 	}
 	run := func(withFollower bool) uint64 {
 		before := heap()
-		e, _ := newEngine(t, storeFactories[0].new, chat.WithFollowBuffer(64))
+		e, _ := newEngine(t, storeFactories[0].Open, chat.WithFollowBuffer(64))
 		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
 		must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
@@ -159,7 +159,7 @@ func TestStalledFollowerNeitherBlocksNorGrows(t *testing.T) {
 // TestFeedLagsAndRepairs: a Feed consumer that falls behind is told, and can repair from the
 // rooms' LastPos.
 func TestFeedLagsAndRepairs(t *testing.T) {
-	e, _ := newEngine(t, storeFactories[0].new, chat.WithFeedBuffer(8))
+	e, _ := newEngine(t, storeFactories[0].Open, chat.WithFeedBuffer(8))
 	feed := e.Feed()
 	defer feed.Close()
 	var rooms []chat.Room
@@ -212,7 +212,7 @@ func TestFeedLagsAndRepairs(t *testing.T) {
 
 func TestFollowFromNowAndClose(t *testing.T) {
 	checkNoLeak(t)
-	w := newWorld(t, storeFactories[0].new)
+	w := newWorld(t, storeFactories[0].Open)
 	f := must[*chat.Follower](t)(w.e.Follow(ctx, w.room.ID, 0))
 	if f.Pos() != w.last(t)+1 {
 		t.Fatalf("follow from now starts at %d", f.Pos())

@@ -3,41 +3,21 @@ package chat_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
-	"github.com/parley-chat/chat/storage/bolt"
-	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
-// storeFactory makes a fresh Store for a test; every engine test runs on each of them.
-type storeFactory struct {
-	name string
-	new  func(t testing.TB) chat.Store
-}
-
-var storeFactories = []storeFactory{
-	{"memory", func(testing.TB) chat.Store { return memory.New() }},
-	{"bolt", func(t testing.TB) chat.Store {
-		// NoSync: these tests are about behaviour; storage/bolt tests durability itself.
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-}
+// storeFactories are the Stores every engine test runs on (memory and bolt).
+var storeFactories = testkit.Stores
 
 // forEachStore runs f as a subtest on every store.
 func forEachStore(t *testing.T, f func(t *testing.T, newStore func(testing.TB) chat.Store)) {
-	for _, sf := range storeFactories {
-		t.Run(sf.name, func(t *testing.T) { f(t, sf.new) })
-	}
+	testkit.ForEachStore(t, f)
 }
 
 var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -82,26 +62,7 @@ func wantErr(t testing.TB, err, target error) {
 }
 
 // checkNoLeak fails if goroutines started during the test are still running shortly after it.
-func checkNoLeak(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
+func checkNoLeak(t *testing.T) { testkit.CheckLeaks(t) }
 
 var ctx = context.Background()
 

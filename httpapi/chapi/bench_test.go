@@ -11,8 +11,8 @@ import (
 // BenchmarkList lists a page of 30 messages, ts-paged into the middle of a room of 1,000.
 func BenchmarkList(b *testing.B) {
 	for _, s := range stores {
-		b.Run(s.name, func(b *testing.B) {
-			ev := newEnv(b, s.mk)
+		b.Run(s.Name, func(b *testing.B) {
+			ev := newEnv(b, s.Open)
 			ctx := context.Background()
 			room := must(ev.e.CreateRoom(ctx, chat.NewRoom{Name: "r"}))
 			must(ev.e.Join(ctx, room.ID, ev.ada.ID, chat.JoinOptions{}))

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/chapi"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 // specTime is the timestamp of the spec's GET example, 1594918006814947 µs.
@@ -106,11 +107,7 @@ func errorMessage(t *testing.T, res result) string {
 	return b.Message
 }
 
-func forEachStore(t *testing.T, f func(t *testing.T, mk storeFactory)) {
-	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) { f(t, s.mk) })
-	}
-}
+func forEachStore(t *testing.T, f func(t *testing.T, mk storeFactory)) { testkit.ForEachStore(t, f) }
 
 func TestHealth(t *testing.T) {
 	forEachStore(t, func(t *testing.T, mk storeFactory) {
@@ -183,7 +180,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNewConfig(t *testing.T) {
-	e, err := chat.Open(context.Background(), stores[0].mk(t))
+	e, err := chat.Open(context.Background(), stores[0].Open(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +320,7 @@ func TestSend(t *testing.T) {
 
 // TestSendBodyStream checks the limit on a body whose length is not declared.
 func TestSendBodyStream(t *testing.T) {
-	ev := newEnv(t, stores[0].mk, func(c *chapi.Config) { c.MaxBodyBytes = 64 })
+	ev := newEnv(t, stores[0].Open, func(c *chapi.Config) { c.MaxBodyBytes = 64 })
 	r := httptest.NewRequest("POST", "/api/chat/v1/messages/", io.MultiReader(strings.NewReader(`{"messageRaw":"`), strings.NewReader(strings.Repeat("a", 100)+`"}`)))
 	r.ContentLength = -1
 	r.Header.Set("x-api-key", "ada-key")

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/chapi"
 	"github.com/parley-chat/chat/httpapi/genesys"
+	"github.com/parley-chat/chat/internal/testkit"
 	"github.com/parley-chat/chat/storage/bolt"
 )
 
@@ -241,10 +242,10 @@ func TestIdle(t *testing.T) {
 // TestIdleSweeper runs the background sweeper on the real clock and checks that Close stops
 // it without leaking goroutines.
 func TestIdleSweeper(t *testing.T) {
+	testkit.CheckLeaks(t)
 	ctx := context.Background()
-	e := must(chat.Open(ctx, stores[0].mk(t)))
+	e := must(chat.Open(ctx, stores[0].Open(t)))
 	defer e.Close()
-	check := noLeak(t)
 	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, Logger: quiet,
 		Idle: genesys.IdleConfig{Warn: 20 * time.Millisecond, Close: 20 * time.Millisecond, Interval: 5 * time.Millisecond}}))
 	ev := &env{t: t, e: e, h: h}
@@ -258,7 +259,6 @@ func TestIdleSweeper(t *testing.T) {
 	}
 	h.Close()
 	h.Close() // idempotent
-	check()
 }
 
 // TestRestartHandler: sessions live in the engine, so a new Handler serves them.
@@ -277,7 +277,7 @@ func TestRestartHandler(t *testing.T) {
 
 // TestConcurrentClients runs several clients at once against one handler.
 func TestConcurrentClients(t *testing.T) {
-	ev := newEnv(t, stores[0].mk)
+	ev := newEnv(t, stores[0].Open)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for i := range 8 {

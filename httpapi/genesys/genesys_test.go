@@ -335,7 +335,7 @@ func TestErrors(t *testing.T) {
 			{"readReceipt past the end", "POST", path(c, "readReceipt"), "", form(c, "transcriptPosition", "99"), bad(300)},
 			{"bad transcriptPosition", "POST", path(c, "refresh"), "", form(c, "transcriptPosition", "-1"), bad(300)},
 			{"malformed form", "POST", path(c, "send"), "", "message=%zz&" + form(c), bad(300)},
-			{"wrong secureKey", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {"0" + c.key[1:]}, "message": {"x"}}.Encode(), sc2},
+			{"wrong secureKey", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {wrongKey(c.key)}, "message": {"x"}}.Encode(), sc2},
 			{"lower-case userId, wrong key", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {strings.ToLower(c.userID)}, "secureKey": {"x"}, "message": {"x"}}.Encode(), sc2},
 			{"another chat's key", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {c.userID}, "secureKey": {other.key}, "message": {"x"}}.Encode(), sc2},
 			{"another chat's user", "POST", path(c, "send"), "", url.Values{"alias": {"1"}, "userId": {other.userID}, "secureKey": {other.key}, "message": {"x"}}.Encode(), sc2},
@@ -405,7 +405,7 @@ func snapshot(t *testing.T, ev *env) any {
 }
 
 func TestNewConfig(t *testing.T) {
-	e := must(chat.Open(context.Background(), stores[0].mk(t)))
+	e := must(chat.Open(context.Background(), stores[0].Open(t)))
 	defer e.Close()
 	for _, cfg := range []genesys.Config{
 		{}, {ServiceNames: []string{""}}, {ServiceNames: []string{"a/b"}},
@@ -424,7 +424,7 @@ func TestNewConfig(t *testing.T) {
 // TestMultipart: requestChat may be multipart/form-data (the GMS docs allow it); files are
 // refused.
 func TestMultipart(t *testing.T) {
-	ev := newEnv(t, stores[0].mk)
+	ev := newEnv(t, stores[0].Open)
 	body := "--X\r\nContent-Disposition: form-data; name=\"nickname\"\r\n\r\nMo\r\n--X\r\nContent-Disposition: form-data; name=\"userData[k]\"\r\n\r\nv\r\n--X--\r\n"
 	res := ev.raw("POST", "/"+service, "multipart/form-data; boundary=X", body)
 	r := decodeResp(t, res.body)
@@ -446,7 +446,7 @@ func (s slowDown) RetryAfter() time.Duration { return time.Duration(s) }
 func TestGate(t *testing.T) {
 	var calls []string
 	refuse := map[string]error{}
-	ev := newEnv(t, stores[0].mk, func(c *genesys.Config) {
+	ev := newEnv(t, stores[0].Open, func(c *genesys.Config) {
 		c.Gate = func(r *http.Request, op string) error {
 			calls = append(calls, op)
 			return refuse[op]
@@ -470,4 +470,12 @@ func TestGate(t *testing.T) {
 	if diff := cmp.Diff(before, snapshot(t, ev)); diff != "" {
 		t.Errorf("refused requests changed the store:\n%s", diff)
 	}
+}
+
+// wrongKey returns a key that differs from key in its first digit.
+func wrongKey(key string) string {
+	if key[0] == '0' {
+		return "1" + key[1:]
+	}
+	return "0" + key[1:]
 }

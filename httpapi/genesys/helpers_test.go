@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/genesys"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 // specTime is the utcTime of the spec's requestChat example, 1432845088000 ms.
@@ -171,28 +171,4 @@ func (ev *env) agent(c *client, nick string) chat.User {
 	return u
 }
 
-// noLeak fails if goroutines started during a test are still running shortly after it.
-func noLeak(t *testing.T) func() {
-	before := runtime.NumGoroutine()
-	return func() {
-		t.Helper()
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-func forEachStore(t *testing.T, f func(t *testing.T, mk storeFactory)) {
-	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) { f(t, s.mk) })
-	}
-}
+func forEachStore(t *testing.T, f func(t *testing.T, mk storeFactory)) { testkit.ForEachStore(t, f) }

@@ -90,8 +90,8 @@ func TestMaxEvents(t *testing.T) {
 
 func BenchmarkRefresh(b *testing.B) {
 	for _, s := range stores {
-		b.Run(s.name, func(b *testing.B) {
-			ev := newEnv(b, s.mk)
+		b.Run(s.Name, func(b *testing.B) {
+			ev := newEnv(b, s.Open)
 			ctx := context.Background()
 			c := ev.requestChat(url.Values{"nickname": {"Ann"}})
 			agent := ev.agent(c, "Ag")

@@ -18,7 +18,7 @@ import (
 
 func forEachStore(t *testing.T, f func(t *testing.T, o envOpt)) {
 	for _, sf := range storeFactories {
-		t.Run(sf.name, func(t *testing.T) { f(t, envOpt{store: sf.open}) })
+		t.Run(sf.Name, func(t *testing.T) { f(t, envOpt{store: sf.Open}) })
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,27 +18,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
-	"github.com/parley-chat/chat/storage/bolt"
-	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 const testAPIToken = "s3cret-api-token"
 
-// storeFactories are the stores the handler tests run on.
-var storeFactories = []struct {
-	name string
-	open func(t testing.TB) chat.Store
-}{
-	{"memory", func(t testing.TB) chat.Store { s := memory.New(); t.Cleanup(func() { s.Close() }); return s }},
-	{"bolt", func(t testing.TB) chat.Store {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}},
-}
+// storeFactories are the stores the handler tests run on: memory and bolt.
+var storeFactories = testkit.Stores
 
 // env is one handler on one engine behind an httptest.Server.
 type env struct {
@@ -76,7 +60,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 	leakCheck(t)
 	open := o.store
 	if open == nil {
-		open = storeFactories[0].open
+		open = storeFactories[0].Open
 	}
 	store := open(t)
 	e, err := chat.Open(context.Background(), store, o.engine...)
@@ -99,25 +83,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 
 // leakCheck fails the test if goroutines started during it are still running shortly after
 // its cleanups.
-func leakCheck(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
+func leakCheck(t testing.TB) { testkit.CheckLeaks(t) }
 
 // api calls a server-to-server endpoint.
 func (v *env) api(method, path string, body any) (int, []byte) {
