@@ -230,8 +230,10 @@ func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
 	d := decoder{b: v}
 	m := chat.Member{ID: id, RoomID: roomID, UserID: d.id(), State: chat.MemberState(d.byte()),
 		Nickname: d.str(), Role: role(d.bytes()), JoinNumber: d.uvarint(), Delivered: d.uvarint(),
-		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time(),
-		Pos: d.uvarint()}
+		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time()}
+	if len(d.b) > 0 && d.err == nil { // Pos came later: older records end before it
+		m.Pos = d.uvarint()
+	}
 	return m, d.done(func() string { return "member " + id.String() })
 }
 

@@ -1,12 +1,24 @@
 package storagetest
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/parley-chat/chat"
 )
+
+// TestComparedFields fails when the engine adds a field that Snapshot.Equal does not compare.
+func TestComparedFields(t *testing.T) {
+	for _, v := range []any{chat.User{}, chat.Room{}, chat.Member{}, chat.Event{}} {
+		typ := reflect.TypeOf(v)
+		if n := typ.NumField(); n != comparedFields[typ.Name()] {
+			t.Errorf("chat.%s has %d fields, Snapshot.Equal compares %d: update dump.go (and check every Store keeps the new field)",
+				typ.Name(), n, comparedFields[typ.Name()])
+		}
+	}
+}
 
 // TestSnapshotEqual checks the fast comparison the suite relies on against go-cmp.
 func TestSnapshotEqual(t *testing.T) {
@@ -46,6 +58,7 @@ func TestSnapshotEqual(t *testing.T) {
 		{"room ttl", func(s *Snapshot) { s.Rooms[0].Room.EmptyTTL++ }},
 		{"member read", func(s *Snapshot) { s.Rooms[0].Members[0].Read++ }},
 		{"member left", func(s *Snapshot) { s.Rooms[0].Members[0].LeftAt = at(50) }},
+		{"member pos", func(s *Snapshot) { s.Rooms[0].Members[0].Pos++ }},
 		{"event text", func(s *Snapshot) { s.Rooms[0].Events[1].Text = "x" }},
 		{"event body", func(s *Snapshot) { s.Rooms[0].Events[1].Body = []byte("{}") }},
 		{"event to", func(s *Snapshot) { s.Rooms[0].Events[1].To = chat.ID{1} }},

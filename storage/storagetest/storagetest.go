@@ -58,6 +58,7 @@ var tests = []struct {
 	name string
 	fn   func(t *testing.T, s chat.Store)
 }{
+	{"RoundTrip", testRoundTrip},
 	{"Users", testUsers},
 	{"Rooms", testRooms},
 	{"ListFilter", testListFilter},
