@@ -312,16 +312,7 @@ func (fs *feeds) publish(evs []Event) {
 	fs.mu.RLock()
 	defer fs.mu.RUnlock()
 	for f := range fs.all {
-		for i := range evs {
-			if f.lagged.Load() {
-				break // drop until the consumer has drained and been told
-			}
-			select {
-			case f.ch <- evs[i]:
-			default:
-				f.lagged.Store(true)
-			}
-		}
+		f.push(evs)
 	}
 }
 
@@ -345,22 +336,32 @@ func (fs *feeds) closeAll() {
 }
 
 // Feed delivers the events of every room as they are committed, in commit order (so each
-// room's events in position order). It holds a bounded buffer: a consumer that falls behind
-// loses events and is told so by ErrLagged. It repairs the gap by comparing, for each room
-// it cares about, the last position it saw with Room.LastPos and reading what it missed;
-// Next then goes on with new events. A Feed is for dashboards and operator views; to follow
-// one room without loss, use Follow.
+// room's events in position order). It holds a bounded queue, which grows only as far as the
+// consumer falls behind: a consumer that falls further loses events and is told so by
+// ErrLagged, once every event queued before the loss has been returned. It repairs the gap by
+// comparing, for each room it cares about, the last position it saw with Room.LastPos and
+// reading what it missed; Next then goes on with new events.
+//
+// A Feed starts with the events committed after it is made. A consumer that also wants the
+// state before makes the Feed first, then reads the rooms: an event from the Feed at or below
+// a room's LastPos as read then is one it already has.
+//
+// A Feed is for dashboards and operator views; to follow one room without loss, use Follow.
 type Feed struct {
 	fs     *feeds
-	ch     chan Event
-	lagged atomic.Bool
+	max    int
+	mu     sync.Mutex
+	q      []Event // q[head:] are queued
+	head   int
+	lagged bool // events were dropped after q; told once q is drained
+	wake   chan struct{}
 	closed chan struct{}
 	once   sync.Once
 }
 
 // Feed returns a new Feed of every room's events from now on.
 func (e *Engine) Feed() *Feed {
-	f := &Feed{fs: &e.feeds, ch: make(chan Event, e.opts.feedBuffer), closed: make(chan struct{})}
+	f := &Feed{fs: &e.feeds, max: e.opts.feedBuffer, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 	e.feeds.mu.Lock()
 	defer e.feeds.mu.Unlock()
 	if e.closed() {
@@ -372,27 +373,64 @@ func (e *Engine) Feed() *Feed {
 	return f
 }
 
+func (f *Feed) push(evs []Event) {
+	f.mu.Lock()
+	for i := range evs {
+		if f.lagged || len(f.q)-f.head >= f.max {
+			f.lagged = true // drop until the consumer has drained and been told
+			break
+		}
+		if f.head > 0 && f.head == len(f.q) {
+			f.q, f.head = f.q[:0], 0
+		}
+		f.q = append(f.q, evs[i])
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Next returns the next event. It returns ErrLagged once after events were dropped (the
 // events before the drop have all been returned), ctx.Err() when ctx ends, and ErrClosed
 // after Close or the Engine's Close.
 func (f *Feed) Next(ctx context.Context) (Event, error) {
-	select {
-	case ev := <-f.ch:
-		return ev, nil
-	default:
-	}
-	if f.lagged.CompareAndSwap(true, false) {
-		return Event{}, fmt.Errorf("chat: feed: %w", ErrLagged)
-	}
-	select {
-	case ev := <-f.ch:
-		return ev, nil
-	case <-f.closed:
-		return Event{}, fmt.Errorf("chat: feed: %w", ErrClosed)
-	case <-ctx.Done():
-		return Event{}, ctx.Err()
+	for {
+		f.mu.Lock()
+		if f.head < len(f.q) {
+			ev := f.q[f.head]
+			f.q[f.head] = Event{}
+			f.head++
+			if f.head > 64 && f.head*2 > len(f.q) { // keep the queue from creeping along
+				n := copy(f.q, f.q[f.head:])
+				clear(f.q[n:])
+				f.q, f.head = f.q[:n], 0
+			}
+			f.mu.Unlock()
+			return ev, nil
+		}
+		lagged := f.lagged
+		f.lagged = false
+		if cap(f.q) > 2*minFeedCap { // drained: give back what a burst grew
+			f.q, f.head = nil, 0
+		}
+		f.mu.Unlock()
+		if lagged {
+			return Event{}, fmt.Errorf("chat: feed: %w", ErrLagged)
+		}
+		select {
+		case <-f.wake:
+		case <-f.closed:
+			return Event{}, fmt.Errorf("chat: feed: %w", ErrClosed)
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
 	}
 }
+
+// minFeedCap is the queue capacity a drained Feed keeps.
+const minFeedCap = 64
 
 // Close ends the Feed; a Next under way returns ErrClosed.
 func (f *Feed) Close() error {
