@@ -16,7 +16,16 @@
 // filled to 100% (it is append-only), so reading from any position is a seek; a bucket per
 // room for its membership records and one for its message revisions; buckets for users,
 // rooms, unique names and the user → room membership index. Records are encoded with
-// encoding/binary; times are kept to the microsecond in UTC.
+// encoding/binary (a 200-byte message takes 271 bytes; JSON took 501 and 40 times as long to
+// encode and decode); times are kept to the microsecond in UTC.
+//
+// Reads run in short bbolt read transactions (one per View). Complete blocks of 64 decoded
+// events are kept in a small cache (Options.CacheEvents), so that reading recent history
+// again does not decode it again.
+//
+// A second Open of the same file, from this process or another, fails after Options.Timeout
+// with an error that says the file is locked. A file that is not a Parley store is checked
+// read-only and left untouched.
 package bolt
 
 import (
