@@ -20,6 +20,11 @@ type readTx struct {
 	// cache holds decoded transcript blocks; nil in the writer's transaction, whose reads
 	// may see uncommitted events.
 	cache *blockCache
+	// rooms and byUser cache decoded rooms (without LastPos and LastTime) and the results
+	// of MemberByUser for the writer's bbolt transaction (nil in read-only ones): the
+	// engine reads both in every Send of a batch.
+	rooms  map[chat.ID]chat.Room
+	byUser map[[2]chat.ID]chat.Member
 }
 
 type lastEvent struct {
@@ -113,11 +118,37 @@ func (t *readTx) Users(f chat.ListFilter) ([]chat.User, error) {
 }
 
 func (t *readTx) Room(id chat.ID) (chat.Room, error) {
+	if r, ok := t.rooms[id]; ok {
+		r.Attributes = cloneMap(r.Attributes)
+		if b := t.roomBucket(kindEvents, id); b != nil {
+			l := t.lastOf(id, b)
+			r.LastPos, r.LastTime = l.pos, l.time
+		}
+		return r, nil
+	}
 	v := t.tx.Bucket(bRooms).Get(id[:])
 	if v == nil {
 		return chat.Room{}, notFound("room", id)
 	}
-	return t.decodeRoom(id, v)
+	r, err := t.decodeRoom(id, v)
+	if err == nil && t.rooms != nil {
+		c := r
+		c.Attributes = cloneMap(r.Attributes)
+		c.LastPos, c.LastTime = 0, time.Time{}
+		t.rooms[id] = c
+	}
+	return r, err
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // decodeRoom decodes a room record and adds LastPos and LastTime from its transcript.
@@ -174,6 +205,10 @@ func membershipKey(userID, roomID chat.ID) []byte {
 }
 
 func (t *readTx) MemberByUser(roomID, userID chat.ID) (chat.Member, error) {
+	key := [2]chat.ID{roomID, userID}
+	if m, ok := t.byUser[key]; ok {
+		return m, nil
+	}
 	if _, err := t.members(roomID); err != nil {
 		return chat.Member{}, err
 	}
@@ -181,7 +216,11 @@ func (t *readTx) MemberByUser(roomID, userID chat.ID) (chat.Member, error) {
 	if len(v) != len(chat.ID{}) {
 		return chat.Member{}, notFound("member of user", userID)
 	}
-	return t.Member(roomID, chat.ID(v))
+	m, err := t.Member(roomID, chat.ID(v))
+	if err == nil && t.byUser != nil {
+		t.byUser[key] = m
+	}
+	return m, err
 }
 
 func (t *readTx) Members(roomID chat.ID) ([]chat.Member, error) {
@@ -328,9 +367,13 @@ func (w *writeTx) begin(tx *bbolt.Tx, newTx bool, after []func()) {
 	w.tx, w.dirty, w.after = tx, false, after
 	if w.last == nil {
 		w.last = make(map[chat.ID]lastEvent)
+		w.rooms = make(map[chat.ID]chat.Room)
+		w.byUser = make(map[[2]chat.ID]chat.Member)
 	}
 	if newTx {
 		clear(w.last)
+		clear(w.rooms)
+		clear(w.byUser)
 	}
 }
 
@@ -411,6 +454,7 @@ func (w *writeTx) PutRoom(r chat.Room) error {
 	if old != nil {
 		oldName = roomName(old)
 	}
+	delete(w.rooms, r.ID)
 	w.s.arena.scratch = appendRoom(w.scratch(), &r)
 	if err := w.put(rooms, r.ID[:], w.s.arena.scratch); err != nil {
 		return err
@@ -449,6 +493,8 @@ func (w *writeTx) DeleteRoom(id chat.ID) error {
 	name := roomName(old)
 	w.dirty = true
 	delete(w.last, id)
+	delete(w.rooms, id)
+	clear(w.byUser)
 	// Drop the membership index entries of the room's members.
 	idx := w.tx.Bucket(bMemberships)
 	if mb := w.roomBucket(kindMembers, id); mb != nil {
@@ -491,6 +537,7 @@ func (w *writeTx) PutMember(m chat.Member) error {
 	if err != nil {
 		return err
 	}
+	delete(w.byUser, [2]chat.ID{m.RoomID, m.UserID})
 	w.s.arena.scratch = appendMember(w.scratch(), &m)
 	if err := w.put(b, m.ID[:], w.s.arena.scratch); err != nil {
 		return err
