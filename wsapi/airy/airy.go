@@ -16,8 +16,17 @@
 // 30000,30000), sent, and checked: a client silent for twice the negotiated interval is
 // dropped.
 //
-// Per connection the handler runs its own goroutine (which writes), one reader goroutine, and
-// while a subscription is active one goroutine following the conversation.
+// Per connection the handler runs two goroutines: the WebSocket's one reader, and the
+// connection's own, which handles what the reader hands it, follows the conversation while a
+// subscription is active (waiting on the chat.Follower's Ready channel and taking messages
+// with TryNext), writes, and keeps the heart-beats with a single timer. The hijacked
+// connection's buffers are small (ReadBufferSize, WriteBufferSize) and an idle connection
+// holds no frame buffer. The work of a turn (a frame, a batch of messages, a heart-beat) runs
+// on a short-lived goroutine so that the connection's own keeps its first, smallest stack.
+// An idle subscribed connection costs the server about 15 KB (TestIdleConnectionMemory),
+// above DESIGN.md's 10 KB: 6 KB of it are the two goroutines' stacks, and the reader's (4 KiB,
+// parked deep in the WebSocket library) is the one coder/websocket requires. Going further
+// needs the connection to wait for its conversation without a goroutine of its own.
 package airy
 
 import (
@@ -26,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,6 +48,7 @@ import (
 	"github.com/parley-chat/chat"
 	httpairy "github.com/parley-chat/chat/httpapi/airy"
 	"github.com/parley-chat/chat/internal/stomp"
+	"github.com/parley-chat/chat/internal/wsconn"
 )
 
 // Config configures a Handler. Zero fields take their defaults.
@@ -145,10 +156,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	defer h.wg.Done()
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, nc, err := wsconn.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:   Subprotocols,
 		OriginPatterns: h.cfg.OriginPatterns,
-	})
+	}, wsconn.Buffers{Read: ReadBufferSize, Write: WriteBufferSize})
 	if err != nil {
 		return // Accept has answered
 	}
@@ -157,12 +168,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(int64(MessageLimitFactor * h.cfg.MaxFrameBytes))
-	c := &conn{h: h, ws: ws, in: make(chan inbound, 1), evs: make(chan followed, 1)}
-	c.ctx, c.cancel = context.WithCancel(h.ctx)
-	// The connection runs in a goroutine of its own so that net/http's goroutine, with its
+	c := &conn{h: h, ws: ws, nc: nc, in: make(chan inbound, 1)}
+	// The connection's two goroutines are new ones, so that net/http's goroutine, with its
 	// deep stack and the request it holds, ends now: the WebSocket is hijacked and lives on.
-	h.wg.Add(1)
+	h.wg.Add(2)
 	h.open.Add(1)
+	go c.read()
 	go func() {
 		defer h.wg.Done()
 		defer h.open.Add(-1)
@@ -182,32 +193,16 @@ type inbound struct {
 	wsErr  bool // err is the WebSocket's: the connection is gone
 }
 
-// followed is what a subscription's follower hands the connection.
-type followed struct {
-	sub *subscription
-	ev  chat.Event
-	err error
-}
-
-type subscription struct {
-	id     string
-	f      *chat.Follower
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
 // conn is one connection. Its fields belong to the connection's goroutine (run) except
 // those marked otherwise.
 type conn struct {
-	h      *Handler
-	ws     *websocket.Conn
-	ctx    context.Context
-	cancel context.CancelFunc
+	h  *Handler
+	ws *websocket.Conn
+	nc net.Conn // the hijacked connection under ws: write deadlines
 
-	in       chan inbound  // reader → run
-	evs      chan followed // follower → run
-	lastRead atomic.Int64  // unix nanoseconds of the last message read; set by the reader
-	readerWG sync.WaitGroup
+	in       chan inbound // reader → run; closed by the reader when it ends
+	pending  inbound      // taken from in, for handlePending
+	lastRead atomic.Int64 // unix nanoseconds of the last message read; set by the reader
 
 	connected  bool
 	conv       httpairy.Conversation
@@ -215,70 +210,42 @@ type conn struct {
 	subscribed bool          // a subscription was made on this connection
 	sendEvery  time.Duration // heart-beats to send
 	recvEvery  time.Duration // heart-beats expected
-	sub        *subscription
-	buf        []byte
+	timer      *time.Timer   // the CONNECT deadline, then the next heart-beat to send or check
 	lastWrite  time.Time
+
+	// The subscription, while there is one: run follows the conversation itself, waiting on
+	// the Follower's Ready channel beside the reader's and the timer's.
+	subID    string
+	follower *chat.Follower
+	ready    <-chan struct{} // the follower's Ready channel, taken after each turn
 }
 
 // errClose ends run after a frame that closes the connection (DISCONNECT, ERROR sent).
 var errClose = errors.New("close")
 
+// heartBeat is the frame of a heart-beat (an end-of-line). Shared and never changed.
+var heartBeat = []byte{'\n'}
+
 func (c *conn) run() {
 	defer c.cleanup()
 	c.lastRead.Store(time.Now().UnixNano())
-	c.readerWG.Add(1)
-	go c.read()
-
-	connectTimer := time.NewTimer(c.h.cfg.ConnectTimeout)
-	defer connectTimer.Stop()
-	sendTimer := time.NewTimer(time.Hour)
-	sendTimer.Stop()
-	defer sendTimer.Stop()
-	recvTimer := time.NewTimer(time.Hour)
-	recvTimer.Stop()
-	defer recvTimer.Stop()
-
+	c.timer = time.NewTimer(c.h.cfg.ConnectTimeout)
+	defer c.timer.Stop()
 	for {
 		var err error
 		select {
-		case in := <-c.in:
-			wasConnected := c.connected
-			err = c.handle(in)
-			if !wasConnected && c.connected {
-				connectTimer.Stop()
-				if c.sendEvery > 0 {
-					sendTimer.Reset(c.sendEvery)
-				}
-				if c.recvEvery > 0 {
-					recvTimer.Reset(c.recvEvery * HeartBeatGrace)
-				}
+		case in, ok := <-c.in:
+			if !ok {
+				return // the reader has ended (after handing over its error)
 			}
-		case fe := <-c.evs:
-			err = c.deliver(fe)
-		case <-connectTimer.C:
-			if !c.connected {
-				err = c.fail(nil, http.StatusRequestTimeout, "no CONNECT frame in time", websocket.StatusPolicyViolation)
-			}
-		case <-sendTimer.C:
-			if idle := time.Since(c.lastWrite); idle < c.sendEvery {
-				sendTimer.Reset(c.sendEvery - idle)
-				continue
-			}
-			err = c.write([]byte{'\n'})
-			sendTimer.Reset(c.sendEvery)
-		case <-recvTimer.C:
-			grace := c.recvEvery * HeartBeatGrace
-			idle := time.Since(time.Unix(0, c.lastRead.Load()))
-			if idle < grace {
-				recvTimer.Reset(grace - idle)
-				continue
-			}
-			// The peer is silent: no close handshake to wait for.
-			c.ws.CloseNow()
-			return
-		case <-c.ctx.Done():
-			c.ws.Close(websocket.StatusGoingAway, "server shutting down")
-			return
+			c.pending = in
+			err = c.aside(c.handlePending)
+		case <-c.ready:
+			err = c.aside(c.pump)
+		case <-c.timer.C:
+			err = c.aside(c.tick)
+		case <-c.h.ctx.Done():
+			err = c.aside(c.shutdown)
 		}
 		if err != nil {
 			if !errors.Is(err, errClose) {
@@ -289,27 +256,93 @@ func (c *conn) run() {
 	}
 }
 
+// aside runs fn, which may own the connection's fields as run does, on a goroutine of its
+// own and waits for it. The connection's goroutine spends its life waiting in run's select;
+// frame handling (token verification), JSON rendering and writes need deeper stacks, and
+// the runtime never shrinks a stack that has grown past its first 2 KiB back to it. Run
+// aside, they leave run with its first stack, and their own returns to the runtime's pool
+// when they end: an idle connection keeps 2 KiB less.
+// aside also takes the subscription's next Ready channel (nil, never ready, without a
+// subscription): Ready locks the room's hub, which may park the goroutine.
+func (c *conn) aside(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		err := fn()
+		c.ready = nil
+		if err == nil && c.follower != nil {
+			c.ready = c.follower.Ready()
+		}
+		done <- err
+	}()
+	return <-done
+}
+
+// shutdown closes the connection when the Handler closes.
+func (c *conn) shutdown() error {
+	c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+	return errClose
+}
+
+// arm sets the timer to the next heart-beat to send or check, or stops it when heart-beats
+// are off both ways.
+func (c *conn) arm() {
+	next, armed := time.Duration(0), false
+	if c.sendEvery > 0 {
+		next, armed = c.sendEvery-time.Since(c.lastWrite), true
+	}
+	if c.recvEvery > 0 {
+		d := c.recvEvery*HeartBeatGrace - time.Since(time.Unix(0, c.lastRead.Load()))
+		if !armed || d < next {
+			next, armed = d, true
+		}
+	}
+	if !armed {
+		c.timer.Stop()
+		return
+	}
+	c.timer.Reset(max(next, 0))
+}
+
+// tick handles the timer: no CONNECT in time, a heart-beat to send, a silent peer.
+func (c *conn) tick() error {
+	if !c.connected {
+		return c.fail(nil, http.StatusRequestTimeout, "no CONNECT frame in time", websocket.StatusPolicyViolation)
+	}
+	if c.recvEvery > 0 && time.Since(time.Unix(0, c.lastRead.Load())) >= c.recvEvery*HeartBeatGrace {
+		// The peer is silent: no close handshake to wait for.
+		c.ws.CloseNow()
+		return errClose
+	}
+	if c.sendEvery > 0 && time.Since(c.lastWrite) >= c.sendEvery {
+		if err := c.write(heartBeat); err != nil {
+			return err
+		}
+	}
+	c.arm()
+	return nil
+}
+
 // cleanup ends the subscription and the reader.
 func (c *conn) cleanup() {
 	c.unsubscribe()
-	c.cancel()
 	c.ws.CloseNow() // unblocks the reader if it is still reading
-	c.readerWG.Wait()
+	for range c.in {
+		// what the reader still hands over, until it ends
+	}
 }
 
-// read is the connection's one reader goroutine.
+// read is the connection's one reader goroutine. It ends on the WebSocket's error or after a
+// message that does not decode, having handed the error over, and closes c.in.
 func (c *conn) read() {
-	defer c.readerWG.Done()
+	defer c.h.wg.Done()
+	defer close(c.in)
 	for {
-		// Not c.ctx: a cancelled read context closes the WebSocket at once, and the
-		// connection's goroutine wants to close it itself, with a status. It ends this
+		// context.Background: a cancelled read context closes the WebSocket at once, and
+		// the connection's goroutine wants to close it itself, with a status. It ends this
 		// read by closing the WebSocket.
 		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
-			select {
-			case c.in <- inbound{err: err, wsErr: true}:
-			case <-c.ctx.Done():
-			}
+			c.in <- inbound{err: err, wsErr: true}
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
@@ -317,15 +350,24 @@ func (c *conn) read() {
 		if len(frames) == 0 && err == nil {
 			continue // a heart-beat
 		}
-		select {
-		case c.in <- inbound{frames: frames, err: err}:
-		case <-c.ctx.Done():
-			return
-		}
+		c.in <- inbound{frames: frames, err: err}
 		if err != nil {
 			return // the connection ends with an ERROR frame
 		}
 	}
+}
+
+// handlePending handles what the reader handed over last, and arms the timer once the
+// client is connected.
+func (c *conn) handlePending() error {
+	in := c.pending
+	c.pending = inbound{}
+	wasConnected := c.connected
+	err := c.handle(in)
+	if err == nil && !wasConnected && c.connected {
+		c.arm()
+	}
+	return err
 }
 
 // handle processes the frames of one message, then its error.
@@ -361,7 +403,7 @@ func (c *conn) frame(f *stomp.Frame) error {
 	case stomp.CmdSubscribe:
 		err = c.subscribe(f)
 	case stomp.CmdUnsubscribe:
-		if c.sub != nil && f.Value("id") == c.sub.id {
+		if c.follower != nil && f.Value("id") == c.subID {
 			c.unsubscribe()
 		}
 	case stomp.CmdAck, stomp.CmdNack:
@@ -399,7 +441,7 @@ func (c *conn) connect(f *stomp.Frame) error {
 	if !ok {
 		auth = f.Value("authorization")
 	}
-	conv, err := c.h.svc.Authorize(c.ctx, httpairy.Bearer(auth))
+	conv, err := c.h.svc.Authorize(c.h.ctx, httpairy.Bearer(auth))
 	if err != nil {
 		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
 	}
@@ -407,7 +449,7 @@ func (c *conn) connect(f *stomp.Frame) error {
 	// A subscription without x-parley-after starts after what the room held at CONNECT,
 	// not at SUBSCRIBE: a message sent once the client has its CONNECTED frame (the widget
 	// sends over REST as soon as it is connected) is never lost in between.
-	room, err := c.h.e.Room(c.ctx, conv.Room)
+	room, err := c.h.e.Room(c.h.ctx, conv.Room)
 	if err != nil {
 		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
 	}
@@ -459,7 +501,7 @@ func (c *conn) subscribe(f *stomp.Frame) error {
 	if ack := f.Value("ack"); ack != "" && ack != "auto" {
 		return c.fail(f, http.StatusBadRequest, "only ack:auto is served", websocket.StatusPolicyViolation)
 	}
-	if c.sub != nil {
+	if c.follower != nil {
 		return c.fail(f, http.StatusConflict, "one subscription at a time", websocket.StatusPolicyViolation)
 	}
 	from := uint64(0) // the next event
@@ -473,51 +515,48 @@ func (c *conn) subscribe(f *stomp.Frame) error {
 		}
 		from = after + 1
 	}
-	fl, err := c.h.e.Follow(c.ctx, c.conv.Room, from)
+	fl, err := c.h.e.Follow(c.h.ctx, c.conv.Room, from)
 	if err != nil {
 		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	sub := &subscription{id: id, f: fl, cancel: cancel, done: make(chan struct{})}
-	c.sub, c.subscribed = sub, true
-	go c.follow(ctx, sub)
+	c.follower, c.subID, c.subscribed = fl, id, true
 	return nil
 }
 
-// follow hands the subscription's visible messages to the connection's goroutine.
-func (c *conn) follow(ctx context.Context, sub *subscription) {
-	defer close(sub.done)
-	conv := c.conv
-	for {
-		ev, err := sub.f.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				select {
-				case c.evs <- followed{sub: sub, err: err}:
-				case <-ctx.Done():
-				}
-			}
-			return
-		}
-		if !conv.Visible(&ev) {
-			continue
-		}
-		select {
-		case c.evs <- followed{sub: sub, ev: ev}:
-		case <-ctx.Done():
-			return
-		}
+func (c *conn) unsubscribe() {
+	if c.follower != nil {
+		c.follower.Close()
+		c.follower, c.subID = nil, ""
 	}
 }
 
-func (c *conn) unsubscribe() {
-	if c.sub == nil {
-		return
+// pump delivers the conversation's messages that are ready, up to FollowBatch of them: run
+// then serves the client's frames and the timer before going on.
+func (c *conn) pump() error {
+	for range FollowBatch {
+		ev, ok, err := c.follower.TryNext(c.h.ctx)
+		if err != nil {
+			if c.h.ctx.Err() != nil {
+				return c.shutdown()
+			}
+			status := httpairy.Status(err)
+			msg := "the conversation is no longer followed"
+			if errors.Is(err, chat.ErrNotFound) {
+				msg = "the conversation was deleted"
+			}
+			return c.fail(nil, status, msg, websocket.StatusGoingAway)
+		}
+		if !ok {
+			return nil
+		}
+		if !c.conv.Visible(&ev) {
+			continue
+		}
+		if err := c.deliver(&ev); err != nil {
+			return err
+		}
 	}
-	c.sub.cancel()
-	c.sub.f.Close()
-	<-c.sub.done
-	c.sub = nil
+	return nil
 }
 
 // payload is a MESSAGE frame's body.
@@ -527,27 +566,16 @@ type payload struct {
 	Message        httpairy.Message `json:"message"`
 }
 
-func (c *conn) deliver(fe followed) error {
-	if fe.sub != c.sub {
-		return nil // from a subscription that has ended
-	}
-	if fe.err != nil {
-		status := httpairy.Status(fe.err)
-		msg := "the conversation is no longer followed"
-		if errors.Is(fe.err, chat.ErrNotFound) {
-			msg = "the conversation was deleted"
-		}
-		return c.fail(nil, status, msg, websocket.StatusGoingAway)
-	}
-	body, err := json.Marshal(payload{ConversationID: c.conv.ID, ChannelID: c.conv.ChannelID, Message: c.conv.Render(&fe.ev)})
+func (c *conn) deliver(ev *chat.Event) error {
+	body, err := json.Marshal(payload{ConversationID: c.conv.ID, ChannelID: c.conv.ChannelID, Message: c.conv.Render(ev)})
 	if err != nil {
 		return err
 	}
 	return c.send(&stomp.Frame{Command: stomp.CmdMessage, Headers: []stomp.Header{
 		{Key: "destination", Value: Destination},
-		{Key: "subscription", Value: fe.sub.id},
-		{Key: "message-id", Value: fe.ev.ID.UUID()},
-		{Key: HeaderPosition, Value: strconv.FormatUint(fe.ev.Pos, 10)},
+		{Key: "subscription", Value: c.subID},
+		{Key: "message-id", Value: ev.ID.UUID()},
+		{Key: HeaderPosition, Value: strconv.FormatUint(ev.Pos, 10)},
 		{Key: "content-type", Value: "application/json"},
 	}, Body: body})
 }
@@ -582,18 +610,34 @@ func (c *conn) fail(f *stomp.Frame, status int, detail string, code websocket.St
 	return errClose
 }
 
+// frameBuffers hold encoded frames between their encoding and their write, so that an idle
+// connection keeps no buffer.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledFrame is the largest buffer frameBuffers keeps.
+const maxPooledFrame = 64 << 10
+
 func (c *conn) send(f *stomp.Frame) error {
-	var err error
-	c.buf, err = stomp.AppendFrame(c.buf[:0], f)
-	if err != nil {
-		return err
+	bp := frameBuffers.Get().(*[]byte)
+	b, err := stomp.AppendFrame((*bp)[:0], f)
+	if err == nil {
+		err = c.write(b)
 	}
-	return c.write(c.buf)
+	if cap(b) <= maxPooledFrame {
+		*bp = b[:0]
+		frameBuffers.Put(bp)
+	}
+	return err
 }
 
+// write writes one WebSocket message. Its time limit is a write deadline on the connection
+// rather than a context: a context with a timer per write costs more than the rest of a
+// small write but the system call, and the WebSocket keeps the last write's context. The
+// Handler's context still ends a write under way when the Handler closes.
 func (c *conn) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.h.cfg.WriteTimeout)
-	defer cancel()
 	c.lastWrite = time.Now()
-	return c.ws.Write(ctx, websocket.MessageText, b)
+	c.nc.SetWriteDeadline(c.lastWrite.Add(c.h.cfg.WriteTimeout))
+	err := c.ws.Write(c.h.ctx, websocket.MessageText, b)
+	c.nc.SetWriteDeadline(time.Time{})
+	return err
 }

@@ -57,3 +57,17 @@ var Subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 // subscription at a time, with ack mode auto; ACK and NACK are accepted and ignored. STOMP
 // versions 1.1 and 1.2 are served (1.2 preferred); a client that offers neither gets an
 // ERROR frame.
+
+// Per-connection resources: what an idle connection keeps is most of the server's memory
+// per client (DESIGN.md: at most 10 KB per idle WebSocket connection).
+const (
+	// ReadBufferSize and WriteBufferSize are the hijacked connection's buffers, in place of
+	// net/http's 4 KiB + 4 KiB. Client frames are small (a CONNECT with its token is about
+	// 400 bytes, heart-beats one byte); a MESSAGE frame of a short message fits the write
+	// buffer in one system call; larger reads and writes bypass the buffers.
+	ReadBufferSize  = 256
+	WriteBufferSize = 1024
+	// FollowBatch is how many of the conversation's events a connection takes in a row
+	// before it serves its client's frames and its heart-beats again.
+	FollowBatch = 64
+)

@@ -87,9 +87,13 @@ func readUntil(t *testing.T, c net.Conn, buf []byte, want string) {
 }
 
 // TestIdleConnectionMemory measures what an idle, subscribed connection costs the server
-// (heap and stacks, client side excluded) and holds it to a ceiling. DESIGN.md's target is
-// 10 KB, which this handler does not meet (about 36 KB). Set AIRY_HEAP_PROFILE=file to write
-// a heap profile of the connections.
+// (heap and stacks, client side excluded but for its in-process sockets) and holds it to a
+// ceiling, first right after SUBSCRIBE, then once every connection has delivered a message
+// (the stacks that did the work must not stay). DESIGN.md's target is 10 KB, which this
+// handler does not meet: about 15 KB, of which 6 KB are the two goroutines' stacks (see the
+// package comment). Set AIRY_HEAP_PROFILE=file to write a heap profile of the connections.
+//
+//	go test -run TestIdleConnectionMemory -v ./wsapi/airy
 func TestIdleConnectionMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measurement")
@@ -113,25 +117,37 @@ func TestIdleConnectionMemory(t *testing.T) {
 		writeText(t, c, "SUBSCRIBE\nid:0\nreceipt:r\ndestination:"+Destination+"\n\n\x00")
 		readUntil(t, c, buf, "RECEIPT")
 	}
-	heap1, stacks1 := heapAndStacks()
+	check := func(when string) {
+		t.Helper()
+		heap1, stacks1 := heapAndStacks()
+		per := (int64(heap1+stacks1) - int64(heap0+stacks0)) / n
+		goroutines := float64(runtime.NumGoroutine()-g0) / n
+		t.Logf("idle subscribed connection on the server, %s: %d bytes (heap %d, stacks %d), %.1f goroutines", when,
+			per, (int64(heap1)-int64(heap0))/n, (int64(stacks1)-int64(stacks0))/n, goroutines)
+		// A regression guard with some margin for the runtime's caches, not the target:
+		// measured 15-16 KB on go1.26 linux/amd64 (the race detector's stacks are larger).
+		if !raceEnabled && per > 20<<10 {
+			t.Errorf("%s: %d bytes per idle connection", when, per)
+		}
+		if goroutines > 2.05 { // the reader and the connection's own
+			t.Errorf("%s: %.2f goroutines per idle connection", when, goroutines)
+		}
+	}
+	check("after SUBSCRIBE")
 	if p := os.Getenv("AIRY_HEAP_PROFILE"); p != "" {
 		if fh, err := os.Create(p); err == nil {
 			pprof.Lookup("heap").WriteTo(fh, 0)
 			fh.Close()
 		}
 	}
-	per := (int64(heap1+stacks1) - int64(heap0+stacks0)) / n
-	t.Logf("idle subscribed connection on the server: %d bytes (heap %d, stacks %d), %.1f goroutines",
-		per, (int64(heap1)-int64(heap0))/n, (int64(stacks1)-int64(stacks0))/n, float64(runtime.NumGoroutine()-g0)/n)
-	// A regression guard, not the target: net/http's hijacked bufio reader and writer (4 KB
-	// each, kept by coder/websocket) and three goroutine stacks already exceed 10 KB.
-	if !raceEnabled && per > 48<<10 {
-		t.Errorf("%d bytes per idle connection", per)
-	}
-	// They all still work.
+	// They all still work, and stay as small once they have delivered a message.
 	if _, err := f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "ping"}); err != nil {
 		t.Fatal(err)
 	}
+	for _, c := range conns {
+		readUntil(t, c, buf, "ping")
+	}
+	check("after a message")
 	for _, c := range conns {
 		c.Close()
 	}
