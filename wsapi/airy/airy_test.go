@@ -347,6 +347,31 @@ func TestHeartBeats(t *testing.T) {
 		c.subscribe() // still connected
 	})
 
+	// Both directions at once: the one timer sends the server's beats and checks the
+	// client's.
+	t.Run("both ways", func(t *testing.T) {
+		c := f2.dial(t)
+		c.send(stomp.CmdConnect, "accept-version", "1.2", "heart-beat", "50,50", "Authorization", "Bearer "+token2)
+		if cf := c.expect(stomp.CmdConnected); cf.Value("heart-beat") != "200,200" {
+			t.Fatalf("CONNECTED heart-beat %q", cf.Value("heart-beat"))
+		}
+		got := make(chan int, 1)
+		go func() { // reads the beats until the RECEIPT of the SUBSCRIBE below
+			if f, err := c.next(5 * time.Second); err != nil || f.Command != stomp.CmdReceipt {
+				t.Errorf("after the beats: %v %v", f.Command, err)
+			}
+			got <- c.beats
+		}()
+		for range 25 { // 25 × 40ms: more than twice the grace
+			time.Sleep(40 * time.Millisecond)
+			c.raw("\n")
+		}
+		c.send(stomp.CmdSubscribe, "id", "s", "destination", Destination, "receipt", "r") // still connected
+		if n := <-got; n < 2 || n > 6 { // 5 on time; 2 if the machine stalls
+			t.Errorf("%d heart-beats in 1s at 200ms", n)
+		}
+	})
+
 	t.Run("a silent client is dropped", func(t *testing.T) {
 		c := f2.dial(t)
 		c.send(stomp.CmdConnect, "accept-version", "1.2", "heart-beat", "50,0", "Authorization", "Bearer "+token2)
