@@ -367,7 +367,7 @@ func TestHeartBeats(t *testing.T) {
 			c.raw("\n")
 		}
 		c.send(stomp.CmdSubscribe, "id", "s", "destination", Destination, "receipt", "r") // still connected
-		if n := <-got; n < 2 || n > 6 { // 5 on time; 2 if the machine stalls
+		if n := <-got; n < 2 || n > 6 {                                                   // 5 on time; 2 if the machine stalls
 			t.Errorf("%d heart-beats in 1s at 200ms", n)
 		}
 	})
