@@ -65,9 +65,10 @@ type NewRoom struct {
 type NewMember struct {
 	// User is the user who joins.
 	User ID
-	// Nickname and Role are its nickname and role in the room.
+	// Nickname is its nickname in the room.
 	Nickname string
-	Role     Role
+	// Role is its role in the room.
+	Role Role
 }
 
 // Validate checks lengths, encodings and the TTL.
@@ -335,9 +336,10 @@ type InviteOptions struct {
 	// By is the inviting user (System for the program). A user must be a joined member to
 	// invite.
 	By ID
-	// Nickname and Role are the invitee's in the room.
+	// Nickname is the invitee's nickname in the room.
 	Nickname string
-	Role     Role
+	// Role is the invitee's role in the room.
+	Role Role
 }
 
 // Invite invites a user to a room: a new membership record in state Invited and an
