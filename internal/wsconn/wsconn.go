@@ -48,7 +48,7 @@ func (b Buffers) sizes() (r, w int) {
 // hijacked net.Conn, which the WebSocket reads and writes through: deadlines set on it bound
 // the WebSocket's reads and writes (an expired deadline fails the read or write under way; the
 // caller then closes the WebSocket). On error, Accept has answered the request, as
-// websocket.Accept does.
+// websocket.Accept does. The connection must be one net/http can hijack (HTTP/1.x).
 func Accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, b Buffers) (*websocket.Conn, net.Conn, error) {
 	rs, ws := b.sizes()
 	hw := &hijacker{ResponseWriter: w, readSize: rs, writeSize: ws}

@@ -23,7 +23,7 @@
 // connection's buffers are small (ReadBufferSize, WriteBufferSize) and an idle connection
 // holds no frame buffer. The work of a turn (a frame, a batch of messages, a heart-beat) runs
 // on a short-lived goroutine so that the connection's own keeps its first, smallest stack.
-// An idle subscribed connection costs the server about 15 KB (TestIdleConnectionMemory),
+// An idle subscribed connection costs the server about 14 KB (TestIdleConnectionMemory),
 // above DESIGN.md's 10 KB: 6 KB of it are the two goroutines' stacks, and the reader's (4 KiB,
 // parked deep in the WebSocket library) is the one coder/websocket requires. Going further
 // needs the connection to wait for its conversation without a goroutine of its own.
