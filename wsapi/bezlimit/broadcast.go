@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/wsconn"
 )
 
 // broadcaster serves /broadcast: the operators' connections, fed by one engine Feed (for the
@@ -236,7 +237,7 @@ func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		c.writer.Wait()
 		h.untrack(c)
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
+	ws, _, err := wsconn.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
 	if err != nil {
 		end()
 		return

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/wsconn"
 )
 
 // serveChat upgrades a /chat connection: authenticate, find the chat, check access, catch
@@ -78,7 +79,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		hb.unlock()
 	}
 
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns})
+	ws, _, err := wsconn.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
 	if err != nil {
 		h.releaseHub(hb)
 		return // Accept has answered

@@ -6,6 +6,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/wsconn"
 )
 
 // This file holds every decision of ours (**ours** in specs/README.md) that the public
@@ -47,15 +48,15 @@ const apiTokenHeader = "Api-Token"
 
 // Defaults of Config's limits.
 const (
-	defaultReadLimit    = 64 << 10         // bytes per client frame
-	defaultSendQueue    = 256              // frames queued per connection before it is "too slow"
-	defaultWriteTimeout = 10 * time.Second // one frame's write
-	defaultMaxBody      = 256 << 10        // server-to-server request body, bytes
-	maxAttachments      = 32               // attachments per message
-	catchUpBatch        = 256              // events read from the store per resume step
-	receiptSpan         = 1000             // positions a single receipt may update, the newest
-	maxPresenceSnapshot = 64               // members a new socket is told about on arrival
-	connBufferSize      = 1024             // read and write buffers of a connection, bytes
+	defaultReadLimit    = 64 << 10                 // bytes per client frame
+	defaultSendQueue    = 256                      // frames queued per connection before it is "too slow"
+	defaultWriteTimeout = 10 * time.Second         // one frame's write
+	defaultMaxBody      = 256 << 10                // server-to-server request body, bytes
+	maxAttachments      = 32                       // attachments per message
+	catchUpBatch        = 256                      // events read from the store per resume step
+	receiptSpan         = 1000                     // positions a single receipt may update, the newest
+	maxPresenceSnapshot = 64                       // members a new socket is told about on arrival
+	connBufferSize      = wsconn.DefaultBufferSize // read and write buffers of a connection, bytes
 )
 
 // Close codes and reasons sent to clients.
@@ -170,3 +171,7 @@ const (
 // chat announces it to the chat's other sockets, the last one to close says goodbye; a new
 // socket is first told, with one user_connected each, which members are there already (at
 // most maxPresenceSnapshot). They have no position and are not replayed on resume.
+
+// connBuffers are the connection buffers a WebSocket is accepted with: small, since most of an
+// idle connection's memory would otherwise be net/http's 4 KiB + 4 KiB.
+var connBuffers = wsconn.Buffers{Read: connBufferSize, Write: connBufferSize}
