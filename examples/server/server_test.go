@@ -174,6 +174,7 @@ type genesysAnswer struct {
 		Text  string `json:"text"`
 		From  struct {
 			Nickname string `json:"nickname"`
+			Type     string `json:"type"`
 		} `json:"from"`
 	} `json:"messages"`
 	NextPosition int `json:"nextPosition"`
@@ -252,10 +253,10 @@ func TestConversationAcrossSurfacesSurvivesRestart(t *testing.T) {
 	var texts []string
 	for _, m := range r.Messages {
 		if m.Type == "Message" {
-			texts = append(texts, m.From.Nickname+": "+m.Text)
+			texts = append(texts, m.From.Type+" "+m.From.Nickname+": "+m.Text)
 		}
 	}
-	wantGenesys := []string{"Ann: Hello, my invoice is wrong", "Agent Seven: Let me look at it, Ann."}
+	wantGenesys := []string{"Client Ann: Hello, my invoice is wrong", "Agent Agent Seven: Let me look at it, Ann."}
 	if fmt.Sprint(texts) != fmt.Sprint(wantGenesys) {
 		t.Fatalf("Genesys transcript %q, want %q", texts, wantGenesys)
 	}

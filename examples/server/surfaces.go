@@ -61,7 +61,9 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger) (http.Handler
 	nx, err := nexmo.New(e, nexmo.Config{
 		BaseURL: base + "/nexmo/beta",
 		Keys:    map[string]*rsa.PublicKey{d.get(varNexmoApp): &d.nexmoKey.PublicKey},
-		Logger:  log,
+		// The demo's agents work through the Nexmo API: Genesys clients see them as Agents.
+		MemberRole: chat.RoleAgent,
+		Logger:     log,
 	})
 	if err != nil {
 		return fail(err)

@@ -338,7 +338,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		m, err := h.e.Invite(q.ctx, r.ID, invitee.ID, chat.InviteOptions{By: actor})
+		m, err := h.e.Invite(q.ctx, r.ID, invitee.ID, chat.InviteOptions{By: actor, Role: h.cfg.MemberRole})
 		if err != nil {
 			return fail(err, resMember, "body.user")
 		}

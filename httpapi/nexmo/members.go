@@ -13,7 +13,7 @@ func (h *Handler) join(q *request, r chat.Room, m chat.Member) (chat.Member, err
 	if m.State != chat.Invited {
 		return chat.Member{}, fail(fmt.Errorf("member is %s: %w", m.State, chat.ErrConflict), resMember, "")
 	}
-	j, err := h.e.Join(q.ctx, r.ID, m.UserID, chat.JoinOptions{})
+	j, err := h.e.Join(q.ctx, r.ID, m.UserID, chat.JoinOptions{Role: h.cfg.MemberRole})
 	if err != nil {
 		return chat.Member{}, fail(err, resMember, "")
 	}
@@ -102,12 +102,12 @@ func (h *Handler) createMember(q *request) error {
 	var m chat.Member
 	switch in.Action {
 	case "invite":
-		m, err = h.e.Invite(q.ctx, r.ID, u.ID, chat.InviteOptions{By: by})
+		m, err = h.e.Invite(q.ctx, r.ID, u.ID, chat.InviteOptions{By: by, Role: h.cfg.MemberRole})
 	default: // join
 		if !q.p.admin && u.ID != q.p.user.ID {
 			return forbidden("You may only join yourself; invite others.")
 		}
-		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{})
+		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{Role: h.cfg.MemberRole})
 	}
 	if err != nil {
 		return fail(err, resMember, "user_id")

@@ -52,6 +52,10 @@ type Config struct {
 	// MaxBodyBytes is the largest request body (default DefaultMaxBodyBytes); larger ones
 	// are answered 413.
 	MaxBodyBytes int64
+	// MemberRole is the engine role of the members this API invites or joins (a Nexmo member
+	// has none); the other surfaces show it, e.g. chat.RoleAgent appears to a Genesys client
+	// as an Agent. Empty: no role.
+	MemberRole chat.Role
 	// Logger logs internal errors (default slog.Default()).
 	Logger *slog.Logger
 }
