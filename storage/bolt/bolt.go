@@ -324,14 +324,18 @@ func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
 	}
 	s.mu.Unlock()
 
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(queued, cancelled) {
-			// The writer skips it; it may still hold a pointer, so r is not reused.
-			return ctx.Err()
+	if done := ctx.Done(); done == nil {
+		<-r.done // a context that never ends: a receive is cheaper than a select
+	} else {
+		select {
+		case <-r.done:
+		case <-done:
+			if r.state.CompareAndSwap(queued, cancelled) {
+				// The writer skips it; it may still hold a pointer, so r is not reused.
+				return ctx.Err()
+			}
+			<-r.done // fn has run: report its outcome whatever ctx does
 		}
-		<-r.done // fn has run: report its outcome whatever ctx does
 	}
 	err, p := r.err, r.panic
 	r.fn, r.err, r.panic = nil, nil, nil
@@ -448,6 +452,7 @@ attempt:
 	for {
 		tx, err := s.db.Begin(true)
 		if err != nil {
+			s.wtx.forget()
 			err = fmt.Errorf("bolt store: begin: %w", err)
 			for _, r := range live {
 				if !r.ended {
@@ -475,6 +480,7 @@ attempt:
 			}
 			// It wrote something: start again without it.
 			_ = tx.Rollback()
+			s.wtx.forget()
 			s.arena.reset()
 			settle(r, err)
 			s.stats.reruns.Add(1)
@@ -489,6 +495,7 @@ attempt:
 			err = tx.Commit()
 		}
 		if err != nil {
+			s.wtx.forget() // they may hold what the lost transaction wrote
 			s.stats.failed.Add(1)
 			err = fmt.Errorf("bolt store: commit: %w", err)
 			for _, r := range live {
@@ -499,14 +506,16 @@ attempt:
 			return
 		}
 		s.stats.commits.Add(1)
+		n := 0
 		for _, r := range live {
 			if !r.ended {
-				s.stats.txs.Add(1)
+				n++
 				for _, f := range r.after {
 					f()
 				}
 			}
 		}
+		s.stats.txs.Add(uint64(n))
 		for _, r := range live {
 			if !r.ended {
 				settle(r, nil)

@@ -13,19 +13,30 @@ import (
 // readTx implements chat.ReadTx on a bbolt transaction (read-only, or the writer's).
 type readTx struct {
 	tx *bbolt.Tx
-	// last caches each room's last position and time for the writer's bbolt transaction
-	// (nil in read-only ones): the engine reads the room and then appends, and both would
-	// otherwise seek to the end of the transcript.
+	// last caches each room's last position and time for the writer (nil in read-only
+	// transactions): the engine reads the room and then appends, and both would otherwise
+	// seek to the end of the transcript.
 	last map[chat.ID]lastEvent
 	// cache holds decoded transcript blocks; nil in the writer's transaction, whose reads
 	// may see uncommitted events.
 	cache *blockCache
 	// rooms and byUser cache decoded rooms (without LastPos and LastTime) and the results
-	// of MemberByUser for the writer's bbolt transaction (nil in read-only ones): the
-	// engine reads both in every Send of a batch.
+	// of MemberByUser for the writer (nil in read-only transactions): the engine reads both
+	// in every Send.
+	//
+	// The writer's caches (last, rooms, byUser) outlive its bbolt transactions: the writer
+	// is the only goroutine that writes the file, every write it makes goes through writeTx,
+	// which keeps them up to date, and so after a successful commit they describe what is
+	// committed. Whenever a bbolt transaction is rolled back (a rerun without a failed
+	// function) or its commit fails, Store.commit empties them (writeTx.forget), so that
+	// nothing a lost transaction wrote is ever read from them. They are emptied too when
+	// they grow past writerCacheMax entries.
 	rooms  map[chat.ID]chat.Room
 	byUser map[[2]chat.ID]chat.Member
 }
+
+// writerCacheMax bounds each of the writer's caches (entries).
+const writerCacheMax = 1 << 16
 
 type lastEvent struct {
 	pos  uint64
@@ -120,7 +131,9 @@ func (t *readTx) Users(f chat.ListFilter) ([]chat.User, error) {
 func (t *readTx) Room(id chat.ID) (chat.Room, error) {
 	if r, ok := t.rooms[id]; ok {
 		r.Attributes = cloneMap(r.Attributes)
-		if b := t.roomBucket(kindEvents, id); b != nil {
+		if l, ok := t.last[id]; ok {
+			r.LastPos, r.LastTime = l.pos, l.time
+		} else if b := t.roomBucket(kindEvents, id); b != nil {
 			l := t.lastOf(id, b)
 			r.LastPos, r.LastTime = l.pos, l.time
 		}
@@ -359,10 +372,13 @@ type writeTx struct {
 	s     *Store
 	dirty bool // something was written: a failure needs a rollback
 	after []func()
+	// evRoom and evBucket remember the transcript bucket last appended to in the current
+	// bbolt transaction (evBucket nil: none).
+	evRoom   chat.ID
+	evBucket *bbolt.Bucket
 }
 
-// begin prepares w for the next Update in tx. newTx says tx is a new bbolt transaction, whose
-// cache starts empty.
+// begin prepares w for the next Update in tx. newTx says tx is a new bbolt transaction.
 func (w *writeTx) begin(tx *bbolt.Tx, newTx bool, after []func()) {
 	w.tx, w.dirty, w.after = tx, false, after
 	if w.last == nil {
@@ -371,10 +387,33 @@ func (w *writeTx) begin(tx *bbolt.Tx, newTx bool, after []func()) {
 		w.byUser = make(map[[2]chat.ID]chat.Member)
 	}
 	if newTx {
-		clear(w.last)
-		clear(w.rooms)
-		clear(w.byUser)
+		w.evBucket = nil
+		if len(w.last) > writerCacheMax || len(w.rooms) > writerCacheMax || len(w.byUser) > writerCacheMax {
+			w.forget()
+		}
 	}
+}
+
+// forget empties the writer's caches; Store.commit calls it when a bbolt transaction is
+// rolled back or fails to commit.
+func (w *writeTx) forget() {
+	clear(w.last)
+	clear(w.rooms)
+	clear(w.byUser)
+	w.evBucket = nil
+}
+
+// eventsBucket is events for the writer, remembering the last bucket.
+func (w *writeTx) eventsBucket(roomID chat.ID) (*bbolt.Bucket, error) {
+	if w.evBucket != nil && w.evRoom == roomID {
+		return w.evBucket, nil
+	}
+	b, err := w.events(roomID)
+	if err != nil {
+		return nil, err
+	}
+	w.evRoom, w.evBucket = roomID, b
+	return b, nil
 }
 
 func (w *writeTx) AfterCommit(f func()) { w.after = append(w.after, f) }
@@ -455,6 +494,7 @@ func (w *writeTx) PutRoom(r chat.Room) error {
 		oldName = roomName(old)
 	}
 	delete(w.rooms, r.ID)
+	w.evBucket = nil
 	w.s.arena.scratch = appendRoom(w.scratch(), &r)
 	if err := w.put(rooms, r.ID[:], w.s.arena.scratch); err != nil {
 		return err
@@ -495,6 +535,7 @@ func (w *writeTx) DeleteRoom(id chat.ID) error {
 	delete(w.last, id)
 	delete(w.rooms, id)
 	clear(w.byUser)
+	w.evBucket = nil
 	// Drop the membership index entries of the room's members.
 	idx := w.tx.Bucket(bMemberships)
 	if mb := w.roomBucket(kindMembers, id); mb != nil {
@@ -551,7 +592,7 @@ func (w *writeTx) PutMember(m chat.Member) error {
 }
 
 func (w *writeTx) Append(ev *chat.Event) error {
-	b, err := w.events(ev.RoomID)
+	b, err := w.eventsBucket(ev.RoomID)
 	if err != nil {
 		return err
 	}
