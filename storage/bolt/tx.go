@@ -418,10 +418,11 @@ func (w *writeTx) eventsBucket(roomID chat.ID) (*bbolt.Bucket, error) {
 
 func (w *writeTx) AfterCommit(f func()) { w.after = append(w.after, f) }
 
-// put stores a copy of key and value (bbolt needs them until the transaction ends).
+// put stores key and a copy of value: bbolt needs the value until the transaction ends, and
+// copies the key itself.
 func (w *writeTx) put(b *bbolt.Bucket, key, value []byte) error {
 	w.dirty = true
-	return b.Put(w.s.arena.copy(key), w.s.arena.copy(value))
+	return b.Put(key, w.s.arena.copy(value))
 }
 
 func (w *writeTx) del(b *bbolt.Bucket, key []byte) error {
