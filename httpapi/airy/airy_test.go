@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
-	"github.com/parley-chat/chat/storage/bolt"
+	"github.com/parley-chat/chat/internal/testkit"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -29,21 +28,6 @@ const (
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
-
-// storeFactories are the stores every handler test runs on.
-var storeFactories = []struct {
-	name string
-	open func(t *testing.T) chat.Store
-}{
-	{"memory", func(t *testing.T) chat.Store { return memory.New() }},
-	{"bolt", func(t *testing.T) chat.Store {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-}
 
 type fixture struct {
 	e     *chat.Engine
@@ -159,8 +143,8 @@ func (f *fixture) count(t *testing.T) (rooms, users int) {
 }
 
 func eachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
-	for _, sf := range storeFactories {
-		t.Run(sf.name, func(t *testing.T) { fn(t, newFixture(t, sf.open(t), nil)) })
+	for _, sf := range testkit.Stores {
+		t.Run(sf.Name, func(t *testing.T) { fn(t, newFixture(t, sf.Open(t), nil)) })
 	}
 }
 

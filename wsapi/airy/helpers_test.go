@@ -7,8 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +17,7 @@ import (
 	httpairy "github.com/parley-chat/chat/httpapi/airy"
 	"github.com/parley-chat/chat/internal/fakeclock"
 	"github.com/parley-chat/chat/internal/stomp"
-	"github.com/parley-chat/chat/storage/bolt"
-	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 const testChannel = "web-channel"
@@ -29,26 +26,7 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
 // checkGoroutines fails the test if goroutines started during it are still running once its
 // other cleanups have run. Call it first in a test.
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
+func checkGoroutines(t testing.TB) { testkit.CheckLeaks(t) }
 
 type fixture struct {
 	e     *chat.Engine
@@ -59,31 +37,16 @@ type fixture struct {
 	url   string // ws://.../ws.chatplugin
 }
 
-// stores are the stores the main flows run on.
-var stores = []struct {
-	name string
-	open func(t *testing.T) chat.Store
-}{
-	{"memory", func(t *testing.T) chat.Store { return memory.New() }},
-	{"bolt", func(t *testing.T) chat.Store {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-}
-
 // eachStore runs fn on a fixture of each store.
 func eachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
-	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) { fn(t, newFixtureOn(t, s.open(t), nil)) })
+	for _, s := range testkit.Stores {
+		t.Run(s.Name, func(t *testing.T) { fn(t, newFixtureOn(t, s.Open(t), nil)) })
 	}
 }
 
 func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
-	return newFixtureOn(t, memory.New(), mod)
+	return newFixtureOn(t, testkit.Stores[0].Open(t), mod)
 }
 
 func newFixtureOn(t testing.TB, store chat.Store, mod func(*Config)) *fixture {
