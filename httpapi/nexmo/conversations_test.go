@@ -13,7 +13,7 @@ import (
 
 func forEachStore(t *testing.T, f func(t *testing.T, sf storeFactory)) {
 	for _, sf := range stores {
-		t.Run(sf.name, func(t *testing.T) { f(t, sf) })
+		t.Run(sf.Name, func(t *testing.T) { f(t, sf) })
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -22,8 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
-	"github.com/parley-chat/chat/storage/bolt"
-	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 const (
@@ -52,22 +50,10 @@ func keys(t testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
 }
 
 // storeFactory makes a fresh chat.Store for one test.
-type storeFactory struct {
-	name string
-	open func(t testing.TB) chat.Store
-}
+type storeFactory = testkit.Store
 
-// stores is every Store the handler tests run on.
-var stores = []storeFactory{
-	{"memory", func(testing.TB) chat.Store { return memory.New() }},
-	{"bolt", func(t testing.TB) chat.Store {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "chat.db"), &bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-}
+// stores is every Store the handler tests run on: memory and bolt.
+var stores = testkit.Stores
 
 // env is one handler on one engine, with a fake clock shared by the engine and the token
 // checks.
@@ -84,7 +70,7 @@ func newEnv(t testing.TB, sf storeFactory, mod ...func(*Config)) *env {
 	key, _ := keys(t)
 	start, _ := time.Parse(time.RFC3339, startTime)
 	clock := fakeclock.New(start)
-	st := sf.open(t)
+	st := sf.Open(t)
 	e, err := chat.Open(context.Background(), st, chat.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
