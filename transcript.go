@@ -79,18 +79,26 @@ type NewMessage struct {
 	Visibility Role
 }
 
-// Validate checks text and body against the engine's size limit.
+// validateMessage checks text and body against the engine's size limit.
 func (e *Engine) validateMessage(m NewMessage) error {
 	if err := e.checkText(m.Text, len(m.Body) > 0); err != nil {
 		return err
 	}
-	if len(m.Body) > e.opts.maxMessage {
-		return invalidf("body of %d bytes exceeds the limit of %d", len(m.Body), e.opts.maxMessage)
-	}
-	if len(m.Body) > 0 && !json.Valid(m.Body) {
-		return invalidf("body is not valid JSON")
+	if err := e.checkBody(m.Body); err != nil {
+		return err
 	}
 	return checkName("visibility", string(m.Visibility), maxField)
+}
+
+// checkBody validates an optional JSON body: within the size limit, and valid JSON.
+func (e *Engine) checkBody(body json.RawMessage) error {
+	if len(body) > e.opts.maxMessage {
+		return invalidf("body of %d bytes exceeds the limit of %d", len(body), e.opts.maxMessage)
+	}
+	if len(body) > 0 && !json.Valid(body) {
+		return invalidf("body is not valid JSON")
+	}
+	return nil
 }
 
 // Send appends a message from a joined member and ends its typing. It returns ErrInvalid for
@@ -122,7 +130,7 @@ func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, bod
 	if err := checkName("custom event name", name, maxField); err != nil {
 		return Event{}, err
 	}
-	if err := e.validateMessage(NewMessage{Body: body}); err != nil && len(body) > 0 {
+	if err := e.checkBody(body); err != nil {
 		return Event{}, err
 	}
 	return e.post(ctx, Event{RoomID: roomID, Type: EventCustom, Name: name, User: userID, Body: cloneBytes(body)}, false)
