@@ -102,6 +102,14 @@ func TestBadInputStoresNothing(t *testing.T) {
 			{"follow past the end", func() error { _, err := e.Follow(ctx, w.room.ID, 1000); return err }, chat.ErrInvalid},
 			{"bad list filter", func() error { _, err := e.Rooms(ctx, chat.ListFilter{Offset: -1}); return err }, chat.ErrInvalid},
 			{"custom without name", func() error { _, err := e.Custom(ctx, w.room.ID, w.ada.ID, "", nil); return err }, chat.ErrInvalid},
+			{"custom with a bad body", func() error {
+				_, err := e.Custom(ctx, w.room.ID, w.ada.ID, "x", json.RawMessage("{"))
+				return err
+			}, chat.ErrInvalid},
+			{"custom from a non-member", func() error {
+				_, err := e.Custom(ctx, w.room.ID, w.outsider.ID, "x", nil)
+				return err
+			}, chat.ErrNotMember},
 			{"oversized nickname", func() error {
 				_, err := e.Join(ctx, w.room.ID, w.outsider.ID, chat.JoinOptions{Nickname: longText(2000)})
 				return err
