@@ -2,13 +2,13 @@ module github.com/parley-chat/chat
 
 go 1.25.0
 
-require github.com/oklog/ulid/v2 v2.1.2
-
 require (
-	github.com/coder/websocket v1.8.15 // indirect
-	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
-	github.com/google/go-cmp v0.7.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
-	golang.org/x/sys v0.45.0 // indirect
-	pgregory.net/rapid v1.3.0 // indirect
+	github.com/coder/websocket v1.8.15
+	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/google/go-cmp v0.7.0
+	github.com/oklog/ulid/v2 v2.1.2
+	go.etcd.io/bbolt v1.5.0
+	pgregory.net/rapid v1.3.0
 )
+
+require golang.org/x/sys v0.45.0 // indirect
