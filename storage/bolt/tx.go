@@ -33,6 +33,10 @@ type readTx struct {
 	// they grow past writerCacheMax entries.
 	rooms  map[chat.ID]chat.Room
 	byUser map[[2]chat.ID]chat.Member
+	// byMember maps each record in byUser, by room and member ID, to its user, so that a
+	// PutMember that gives a record another user also drops the old user's entry. Its
+	// entries may outlive theirs in byUser (a miss at worst).
+	byMember map[[2]chat.ID]chat.ID
 }
 
 // writerCacheMax bounds each of the writer's caches (entries).
@@ -230,8 +234,12 @@ func (t *readTx) MemberByUser(roomID, userID chat.ID) (chat.Member, error) {
 		return chat.Member{}, notFound("member of user", userID)
 	}
 	m, err := t.Member(roomID, chat.ID(v))
-	if err == nil && t.byUser != nil {
+	// Only a record that belongs to the user is kept (the engine never gives a record
+	// another user, but PutMember allows it): then each record is in byUser at most once,
+	// under the user byMember names, and PutMember drops it whatever user it gives it.
+	if err == nil && t.byUser != nil && m.UserID == userID {
 		t.byUser[key] = m
+		t.byMember[[2]chat.ID{roomID, m.ID}] = userID
 	}
 	return m, err
 }
@@ -385,10 +393,12 @@ func (w *writeTx) begin(tx *bbolt.Tx, newTx bool, after []func()) {
 		w.last = make(map[chat.ID]lastEvent)
 		w.rooms = make(map[chat.ID]chat.Room)
 		w.byUser = make(map[[2]chat.ID]chat.Member)
+		w.byMember = make(map[[2]chat.ID]chat.ID)
 	}
 	if newTx {
 		w.evBucket = nil
-		if len(w.last) > writerCacheMax || len(w.rooms) > writerCacheMax || len(w.byUser) > writerCacheMax {
+		// byMember has an entry for every entry of byUser.
+		if len(w.last) > writerCacheMax || len(w.rooms) > writerCacheMax || len(w.byMember) > writerCacheMax {
 			w.forget()
 		}
 	}
@@ -400,6 +410,7 @@ func (w *writeTx) forget() {
 	clear(w.last)
 	clear(w.rooms)
 	clear(w.byUser)
+	clear(w.byMember)
 	w.evBucket = nil
 }
 
@@ -536,6 +547,7 @@ func (w *writeTx) DeleteRoom(id chat.ID) error {
 	delete(w.last, id)
 	delete(w.rooms, id)
 	clear(w.byUser)
+	clear(w.byMember)
 	w.evBucket = nil
 	// Drop the membership index entries of the room's members.
 	idx := w.tx.Bucket(bMemberships)
@@ -580,6 +592,10 @@ func (w *writeTx) PutMember(m chat.Member) error {
 		return err
 	}
 	delete(w.byUser, [2]chat.ID{m.RoomID, m.UserID})
+	if u, ok := w.byMember[[2]chat.ID{m.RoomID, m.ID}]; ok {
+		delete(w.byUser, [2]chat.ID{m.RoomID, u})
+		delete(w.byMember, [2]chat.ID{m.RoomID, m.ID})
+	}
 	w.s.arena.scratch = appendMember(w.scratch(), &m)
 	if err := w.put(b, m.ID[:], w.s.arena.scratch); err != nil {
 		return err

@@ -144,3 +144,54 @@ func TestWriterCacheForgetsLostWrites(t *testing.T) {
 		})
 	}
 }
+
+// The writer's MemberByUser, served from its cache across commits, answers what a read-only
+// transaction (no cache) reads from the file, also after PutMember gives a record another
+// user.
+func TestWriterCacheMatchesFile(t *testing.T) {
+	s := openTemp(t, nil)
+	putTestRoom(t, s)
+	userA, userB := chat.ID{0x03, 0xa}, chat.ID{0x03, 0xb}
+	m := chat.Member{ID: chat.ID{0x02, 7}, RoomID: testRoom.ID, UserID: userA, State: chat.Joined}
+	type answer struct {
+		Member chat.Member
+		Err    string
+	}
+	ask := func(tx chat.ReadTx, user chat.ID) answer {
+		m, err := tx.MemberByUser(testRoom.ID, user)
+		a := answer{Member: m}
+		if err != nil {
+			a.Err = errors.Unwrap(err).Error()
+		}
+		return a
+	}
+	steps := []struct {
+		name   string
+		change func(tx chat.Tx) error
+	}{
+		{"joined", func(tx chat.Tx) error { return tx.PutMember(m) }},
+		{"nickname", func(tx chat.Tx) error { c := m; c.Nickname = "n"; return tx.PutMember(c) }},
+		{"other user", func(tx chat.Tx) error { c := m; c.UserID = userB; return tx.PutMember(c) }},
+		{"left", func(tx chat.Tx) error { c := m; c.UserID, c.State = userB, chat.Left; return tx.PutMember(c) }},
+	}
+	for _, st := range steps {
+		if err := s.Update(ctx, st.change); err != nil {
+			t.Fatal(st.name, err)
+		}
+		for _, user := range []chat.ID{userA, userB} {
+			var writer, reader answer
+			// Twice in the writer: the second answer comes from its cache.
+			for range 2 {
+				if err := s.Update(ctx, func(tx chat.Tx) error { writer = ask(tx, user); return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.View(ctx, func(tx chat.ReadTx) error { reader = ask(tx, user); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(reader, writer); diff != "" {
+				t.Errorf("after %s, MemberByUser(%x): writer differs from the file (-file +writer):\n%s", st.name, user[:2], diff)
+			}
+		}
+	}
+}
