@@ -524,3 +524,25 @@ func TestPosBefore(t *testing.T) {
 		wantErr(t, func() error { _, err := w.e.PosBefore(ctx, chat.ID{7}, epoch); return err }(), chat.ErrNotFound)
 	})
 }
+
+// TestDeleteUserEndsTypingAndArmsTTL: deleting a user does what its leaves would.
+func TestDeleteUserEndsTypingAndArmsTTL(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		e, clock := newEngine(t, newStore)
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{EmptyTTL: time.Minute}))
+		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+		must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		clock.Advance(2 * time.Minute) // not empty: the TTL does nothing
+		must[chat.Event](t)(e.StartTyping(ctx, room.ID, u.ID, ""))
+		if err := e.DeleteUser(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if ts := e.Typing(room.ID); len(ts) != 0 {
+			t.Fatalf("a deleted user is still typing: %+v", ts)
+		}
+		clock.Advance(30 * time.Second)
+		must[chat.Room](t)(e.Room(ctx, room.ID))
+		clock.Advance(31 * time.Second)
+		wantErr(t, func() error { _, err := e.Room(ctx, room.ID); return err }(), chat.ErrNotFound)
+	})
+}
