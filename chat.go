@@ -241,12 +241,15 @@ func (w *wtx) runTx(tx Tx) error {
 
 func (w *wtx) publishEvents() { w.e.publish(w.events) }
 
-// append stamps ev with an ID and time, appends it and returns it as stored.
+// append stamps ev with an ID and time, unless its caller did, appends it and returns it as
+// stored.
 func (w *wtx) append(ev Event) (Event, error) {
-	now := w.e.now()
 	w.scratch = ev
-	w.scratch.ID = w.e.ids.New(now)
-	w.scratch.Time = now
+	if w.scratch.ID.IsZero() {
+		now := w.e.now()
+		w.scratch.ID = w.e.ids.New(now)
+		w.scratch.Time = now
+	}
 	if err := w.Tx.Append(&w.scratch); err != nil {
 		return Event{}, err
 	}

@@ -138,6 +138,10 @@ func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, bod
 
 // post appends ev from ev.User (a joined member, or System) to an open room.
 func (e *Engine) post(ctx context.Context, ev Event, endsTyping bool) (Event, error) {
+	// Stamped here rather than in the transaction, which on a group-committing store runs on
+	// its one writer goroutine; the store still makes times increase within the room.
+	ev.Time = e.now()
+	ev.ID = e.ids.New(ev.Time)
 	posted, err := e.updateWith(ctx, postTx, &ev)
 	if err != nil {
 		return Event{}, err
