@@ -248,7 +248,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	g0, m0, s0 := serverMem(v, room, 1)
+	g0, m0 := serverMem(v, room, 1)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleDialerProcess$")
 	cmd.Env = append(os.Environ(), "BEZLIMIT_DIAL="+v.ws+"/chat?chat="+room.UUID(), "BEZLIMIT_DIAL_N="+strconv.Itoa(n))
 	stdin, _ := cmd.StdinPipe()
@@ -260,21 +260,20 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() && sc.Text() != "ready" {
 	}
-	g1, m1, s1 := serverMem(v, room, n+1)
+	g1, m1 := serverMem(v, room, n+1)
 	if p := os.Getenv("BEZLIMIT_HEAP_PROFILE"); p != "" {
 		f, _ := os.Create(p)
 		pprof.Lookup("heap").WriteTo(f, 0)
 		f.Close()
 	}
 	b.ReportMetric(float64(m1-m0)/n, "B/conn")
-	b.ReportMetric(float64(s1-s0)/n, "stack-B/conn")
 	b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
 	b.ReportMetric(0, "ns/op")
 }
 
 // serverMem waits until the room has want connections, then returns the goroutine count
-// and the heap plus stack memory in use after GC, and the stack part of it.
-func serverMem(v *env, room chat.ID, want int) (int, uint64, uint64) {
+// and the heap plus stack memory in use after GC.
+func serverMem(v *env, room chat.ID, want int) (int, uint64) {
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		v.h.hubsMu.Lock()
 		hb := v.h.hubs[room]
@@ -297,7 +296,7 @@ func serverMem(v *env, room chat.ID, want int) (int, uint64, uint64) {
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	return runtime.NumGoroutine(), ms.HeapInuse + ms.StackInuse, ms.StackInuse
+	return runtime.NumGoroutine(), ms.HeapInuse + ms.StackInuse
 }
 
 // TestIdleDialerProcess is the child process of BenchmarkIdleConnMemory: it opens the

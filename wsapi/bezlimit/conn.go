@@ -283,7 +283,8 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// write writes one encoded frame (encodeFrame) and waits until it is written. Its time limit is kept by the Handler's watchdog rather than a deadline
+// write writes encoded frames (encodeFrame) in one system call where the connection can
+// (writev on TCP). Its time limit is kept by the Handler's watchdog rather than a deadline
 // or a context per write: with thousands of connections, a timer per frame costs more than
 // the rest of the write apart from the system call. After close, write writes nothing and
 // reports net.ErrClosed.
@@ -291,8 +292,7 @@ func (c *conn) write(frame []byte) error {
 	return c.writeFrames(false, [][]byte{frame})
 }
 
-// writeFrames is write for several frames, in one system call where the connection can
-// (writev on TCP); held: sc's Mutex is held already (by tryWrite,
+// writeFrames is write for several frames; held: sc's Mutex is held already (by tryWrite,
 // frames[0] being the rest of a frame; the write under way is that frame's, so it goes on
 // even after close).
 func (c *conn) writeFrames(held bool, frames [][]byte) error {

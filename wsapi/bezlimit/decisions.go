@@ -56,11 +56,7 @@ const (
 	catchUpBatch        = 256                      // events read from the store per resume step
 	receiptSpan         = 1000                     // positions a single receipt may update, the newest
 	maxPresenceSnapshot = 64                       // members a new socket is told about on arrival
-	connReadBuffer      = wsconn.DefaultBufferSize // read buffer of a connection, bytes
-	// connWriteBuffer is the write buffer of a connection, bytes: data frames are written
-	// to the socket as they are (conn.write), so only the websocket library's control
-	// frames (pong, close: at most 139 bytes) go through it.
-	connWriteBuffer = wsconn.MinBufferSize
+	connBufferSize      = wsconn.DefaultBufferSize // read and write buffers of a connection, bytes
 )
 
 // Close codes and reasons sent to clients.
@@ -178,4 +174,4 @@ const (
 
 // connBuffers are the connection buffers a WebSocket is accepted with: small, since most of an
 // idle connection's memory would otherwise be net/http's 4 KiB + 4 KiB.
-var connBuffers = wsconn.Buffers{Read: connReadBuffer, Write: connWriteBuffer}
+var connBuffers = wsconn.Buffers{Read: connBufferSize, Write: connBufferSize}

@@ -33,14 +33,10 @@
 //
 // Each connection has one long-lived reader goroutine (started once the upgrade is done, so
 // that the HTTP handler's request and stack are freed) and a bounded send queue drained by a
-// writer goroutine that exists only while there is something to write; its read buffer is
-// 1 KiB and its write buffer 256 bytes (data frames do not go through it). An idle
-// connection costs about 9-10 KB of server memory (BenchmarkIdleConnMemory).
-// A room's events are translated and encoded once, as complete WebSocket frames, by one
-// goroutine per room with connections, and handed to every connection that may see them
-// without ever blocking (by up to GOMAXPROCS goroutines for a large room): a frame is
-// written at once, without waiting, when the connection has nothing queued and its socket
-// has room, else queued for the writer, which writes what is queued in one system call. A
+// writer goroutine that exists only while there is something to write; its buffers are
+// 1 KiB. An idle connection costs about 9.6 KB of server memory (BenchmarkIdleConnMemory).
+// A room's events are translated and encoded once, by one goroutine per room with
+// connections, and queued to every connection that may see them without ever blocking: a
 // connection whose queue overflows is closed with 1008 "too slow" and may resume; one whose
 // write takes longer than Config.WriteTimeout is dropped. A frame over Config.ReadLimit
 // closes the connection with 1009; malformed JSON and unknown event types get an error

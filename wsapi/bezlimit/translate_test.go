@@ -74,7 +74,7 @@ func TestReceiptStatusProperty(t *testing.T) {
 						Message wireMessage `json:"message"`
 					} `json:"data"`
 				}
-				json.Unmarshal(f.payload(), &env)
+				json.Unmarshal(framePayload(f.wire), &env)
 				m := env.Data.Message
 				if env.Type == evMessageUpdated {
 					if last[m.ID] == statusRead && m.Status == statusDelivered {
