@@ -17,7 +17,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 
 	"github.com/coder/websocket"
 )
@@ -51,63 +50,17 @@ func (b Buffers) sizes() (r, w int) {
 // caller then closes the WebSocket). On error, Accept has answered the request, as
 // websocket.Accept does. The connection must be one net/http can hijack (HTTP/1.x).
 func Accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, b Buffers) (*websocket.Conn, net.Conn, error) {
-	c, err := accept(w, r, opts, b, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c.Conn, c.nc, nil
-}
-
-// SharedConn is the connection under a WebSocket accepted by AcceptShared. Its Mutex is held
-// by each of the WebSocket's writes to Conn: a server that writes whole frames of its own to
-// Conn (already encoded, for less work per frame) holds it for each of them, or across
-// several writes that make one frame, so that its frames and the library's (pongs, close)
-// never interleave. The server then sends no data frame through the WebSocket itself, so
-// that each of the library's writes is one whole frame (a control frame fits in the buffer),
-// and none after the WebSocket's close frame.
-type SharedConn struct {
-	net.Conn
-	sync.Mutex
-}
-
-// AcceptShared is Accept for a server that also writes to the connection itself: see
-// SharedConn.
-func AcceptShared(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, b Buffers) (*websocket.Conn, *SharedConn, error) {
-	sc := new(SharedConn)
-	c, err := accept(w, r, opts, b, sc)
-	if err != nil {
-		return nil, nil, err
-	}
-	sc.Conn = c.nc
-	return c.Conn, sc, nil
-}
-
-type accepted struct {
-	*websocket.Conn
-	nc net.Conn
-}
-
-func accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, b Buffers, sc *SharedConn) (accepted, error) {
 	rs, ws := b.sizes()
-	hw := &hijacker{ResponseWriter: w, readSize: rs, writeSize: ws, shared: sc}
+	hw := &hijacker{ResponseWriter: w, readSize: rs, writeSize: ws}
 	c, err := websocket.Accept(hw, r, opts)
 	if err != nil {
-		return accepted{}, err
+		return nil, nil, err
 	}
 	if hw.conn == nil { // cannot happen: Accept succeeds only after Hijack
 		c.CloseNow()
-		return accepted{}, errors.New("wsconn: the connection was not hijacked")
+		return nil, nil, errors.New("wsconn: the connection was not hijacked")
 	}
-	return accepted{c, hw.conn}, nil
-}
-
-// lockedWriter writes to a SharedConn's Conn with its Mutex held.
-type lockedWriter struct{ sc *SharedConn }
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.sc.Lock()
-	defer w.sc.Unlock()
-	return w.sc.Conn.Write(p)
+	return c, hw.conn, nil
 }
 
 // hijacker is the ResponseWriter websocket.Accept sees: its Hijack replaces net/http's
@@ -115,7 +68,6 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 type hijacker struct {
 	http.ResponseWriter
 	readSize, writeSize int
-	shared              *SharedConn // when not nil, the WebSocket writes to conn with its Mutex held
 	conn                net.Conn
 }
 
@@ -147,10 +99,5 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		br = bufio.NewReaderSize(conn, h.readSize)
 	}
 	h.conn = conn
-	var wr io.Writer = conn
-	if h.shared != nil {
-		h.shared.Conn = conn
-		wr = lockedWriter{h.shared}
-	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(wr, h.writeSize)), nil
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, h.writeSize)), nil
 }

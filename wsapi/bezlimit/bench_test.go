@@ -61,11 +61,6 @@ func rawDial(addr, path string) (*rawConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rawUpgrade(nc, path)
-}
-
-// rawUpgrade sends the upgrade request for path on nc and reads the answer.
-func rawUpgrade(nc net.Conn, path string) (*rawConn, error) {
 	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := nc.Write([]byte(req)); err != nil {

@@ -221,7 +221,7 @@ func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	c := newConn(h, nil, nil, id, user)
+	c := newConn(h, nil, id, user)
 	if !h.track(c) {
 		writeHTTPError(w, fmt.Errorf("bezlimit: shutting down: %w", chat.ErrClosed))
 		return
@@ -237,13 +237,13 @@ func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		c.writer.Wait()
 		h.untrack(c)
 	}
-	ws, nc, err := wsconn.AcceptShared(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
+	ws, _, err := wsconn.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
 	if err != nil {
 		end()
 		return
 	}
 	ws.SetReadLimit(h.cfg.ReadLimit)
-	c.attach(ws, nc)
+	c.attach(ws)
 	if c.isClosed() { // closed (too slow, shutting down) before the upgrade
 		_ = ws.Close(closeGone, "closed")
 		end()

@@ -79,13 +79,13 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		hb.unlock()
 	}
 
-	ws, nc, err := wsconn.AcceptShared(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
+	ws, _, err := wsconn.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}, connBuffers)
 	if err != nil {
 		h.releaseHub(hb)
 		return // Accept has answered
 	}
 	ws.SetReadLimit(h.cfg.ReadLimit)
-	c := newConn(h, ws, nc, id, user)
+	c := newConn(h, ws, id, user)
 	c.room, c.member = roomID, member
 	if !h.track(c) {
 		_ = ws.Close(closeGone, "server shutting down")
@@ -168,7 +168,7 @@ func (h *Handler) catchUp(c *conn, hb *hub, from uint64) error {
 				if !c.wants(f) {
 					continue
 				}
-				if err := c.write(f.wire); err != nil {
+				if err := c.write(f.data); err != nil {
 					c.close(websocket.StatusAbnormalClosure, "")
 					return err
 				}
@@ -216,7 +216,7 @@ func (h *Handler) readLoop(c *conn, handle func(context.Context, clientEvent)) {
 
 // sendError queues an error frame {"type":"error","data":{"event":...,"error":{code,message}}}.
 func (c *conn) sendError(event string, err error) {
-	c.enqueue(&frame{wire: encodeFrame(frameTypeError, struct {
+	c.enqueue(&frame{data: encodeFrame(frameTypeError, struct {
 		Event string    `json:"event,omitempty"`
 		Error wireError `json:"error"`
 	}{event, wireErr(err)}, 0)})
@@ -236,7 +236,7 @@ func (h *Handler) handleChatEvent(ctx context.Context, c *conn, ev clientEvent) 
 			if att == nil {
 				att = []string{}
 			}
-			c.enqueue(&frame{wire: encodeFrame(evMessageNotAdded, struct {
+			c.enqueue(&frame{data: encodeFrame(evMessageNotAdded, struct {
 				Error       wireError `json:"error"`
 				Text        string    `json:"text"`
 				Attachments []string  `json:"attachments"`

@@ -1,22 +1,20 @@
 package bezlimit
 
 import (
-	"net"
+	"context"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
-	"github.com/parley-chat/chat/internal/wsconn"
 )
 
 // frame is one encoded server frame with what decides who gets it. Frames are shared by
 // every connection they go to and never changed.
 type frame struct {
-	wire []byte    // the complete WebSocket frame (encodeFrame), written as it is
+	data []byte
 	pos  uint64    // the event's position; 0 for frames outside the transcript
 	vis  chat.Role // when not empty, only connections of this role
 	skip chat.ID   // when not zero, not to this engine user (its own typing)
@@ -25,29 +23,12 @@ type frame struct {
 	room chat.ID   // the chat, for /broadcast's MayView
 }
 
-// payload is the frame's JSON.
-func (f *frame) payload() []byte { return framePayload(f.wire) }
-
-// writeBatch is the most frames a writer takes from its queue for one system call.
-const writeBatch = 64
-
-// closeFlushTimeout bounds how long a close waits for the write under way before it sends
-// its close frame (the websocket library's own close handshake limit).
-const closeFlushTimeout = 5 * time.Second
-
 // conn is one WebSocket connection. Its handler goroutine is the connection's only reader;
 // frames for it go through a bounded queue to a writer goroutine that runs while the queue
-// is not empty (an idle connection has no writer goroutine and no queue memory). The writer
-// takes every frame queued (up to writeBatch) and writes them, already encoded, straight to
-// the connection in one system call; the websocket library writes only control frames
-// (pongs, close), each in one call of its own, so that frames never interleave.
+// is not empty (an idle connection has no writer goroutine and no queue memory).
 type conn struct {
-	h  *Handler
-	ws *websocket.Conn
-	// sc is the connection under ws, which data frames are written to, with its Mutex held
-	// (the websocket library holds it for its own writes).
-	sc   *wsconn.SharedConn
-	rc   syscall.RawConn // sc's file descriptor, for writes that must not wait; nil if none
+	h    *Handler
+	ws   *websocket.Conn
 	id   Identity
 	user chat.ID   // engine user
 	role chat.Role // engine role of the identity
@@ -62,12 +43,8 @@ type conn struct {
 	// watchdog closes a connection whose write outlasts Config.WriteTimeout.
 	writingSince atomic.Int64
 
-	mu sync.Mutex
-	// partial is the rest of a frame that enqueue wrote in part; sc's Mutex stays held for
-	// the writer goroutine, which writes it first and then unlocks.
-	partial []byte
+	mu      sync.Mutex
 	q       []*frame
-	q0      [1]*frame // q's room while at most one frame waits: the common case takes no allocation
 	head    int
 	writing bool
 	closed  bool
@@ -75,24 +52,8 @@ type conn struct {
 	stopped chan struct{} // closed by close
 }
 
-func newConn(h *Handler, ws *websocket.Conn, sc *wsconn.SharedConn, id Identity, user chat.ID) *conn {
-	c := &conn{h: h, ws: ws, id: id, user: user, role: engineRole(id.User.Role), stopped: make(chan struct{})}
-	c.q = c.q0[:0]
-	c.setNetConn(sc)
-	return c
-}
-
-// setNetConn sets the connection under the WebSocket.
-func (c *conn) setNetConn(sc *wsconn.SharedConn) {
-	c.sc = sc
-	if sc == nil {
-		return
-	}
-	if s, ok := sc.Conn.(syscall.Conn); ok {
-		if rc, err := s.SyscallConn(); err == nil {
-			c.rc = rc
-		}
-	}
+func newConn(h *Handler, ws *websocket.Conn, id Identity, user chat.ID) *conn {
+	return &conn{h: h, ws: ws, id: id, user: user, role: engineRole(id.User.Role), stopped: make(chan struct{})}
 }
 
 // wants reports whether a frame is for this connection.
@@ -115,36 +76,12 @@ func (c *conn) wants(f *frame) bool {
 }
 
 // enqueue queues a frame for the writer without blocking. A full queue closes the
-// connection as too slow; enqueue then reports false. When nothing is queued and no writer
-// runs, enqueue first tries to write the frame at once without blocking (the socket's send
-// buffer has room): most frames then go out without a writer goroutine; what does not fit
-// is queued for one.
+// connection as too slow; enqueue then reports false.
 func (c *conn) enqueue(f *frame) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
-	}
-	if !c.writing && c.rc != nil && c.head == len(c.q) && c.partial == nil {
-		n, done := c.tryWrite(f.wire)
-		if done {
-			c.mu.Unlock()
-			return true
-		}
-		if n < 0 { // the connection failed
-			c.mu.Unlock()
-			c.close(websocket.StatusAbnormalClosure, "")
-			return false
-		}
-		if n > 0 { // the rest of the frame goes first
-			c.h.partialWrites.Add(1)
-			c.partial = f.wire[n:]
-			c.writing = true
-			c.writer.Add(1)
-			go c.writeLoop()
-			c.mu.Unlock()
-			return true
-		}
 	}
 	if len(c.q)-c.head >= c.h.cfg.SendQueue {
 		c.mu.Unlock()
@@ -161,68 +98,12 @@ func (c *conn) enqueue(f *frame) bool {
 	return true
 }
 
-// tryWrite writes b to the socket without waiting, with c.mu held and no writer running. It
-// returns done when all of b was written, else how many bytes were (-1: the connection
-// failed). When it wrote part of b (0 < n < len(b)), it returns with sc's Mutex held: the
-// rest of the frame must follow before anything else.
-func (c *conn) tryWrite(b []byte) (n int, done bool) {
-	c.sc.Lock()
-	w := rawWriters.Get().(*rawWriter)
-	written := 0
-	for written < len(b) {
-		w.b, w.n, w.err = b[written:], 0, nil
-		if err := c.rc.Write(w.fn); err != nil {
-			written = -1
-			break
-		}
-		if w.err == syscall.EINTR {
-			continue
-		}
-		if w.err == syscall.EAGAIN {
-			break
-		}
-		if w.err != nil {
-			written = -1
-			break
-		}
-		written += w.n
-	}
-	w.b = nil
-	rawWriters.Put(w)
-	if written <= 0 || written == len(b) {
-		c.sc.Unlock()
-	}
-	return written, written == len(b)
-}
-
-// rawWriter is one non-blocking write(2) for syscall.RawConn.Write, reused through
-// rawWriters so that a write takes no allocation.
-type rawWriter struct {
-	b   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
-
-var rawWriters = sync.Pool{New: func() any {
-	w := &rawWriter{}
-	w.fn = func(fd uintptr) bool {
-		w.n, w.err = syscall.Write(int(fd), w.b)
-		if w.n < 0 {
-			w.n = 0
-		}
-		return true // never wait: a full send buffer is left to the writer goroutine
-	}
-	return w
-}}
-
 // attach sets the WebSocket of a connection registered before its upgrade and starts
 // writing what was queued meanwhile.
-func (c *conn) attach(ws *websocket.Conn, sc *wsconn.SharedConn) {
+func (c *conn) attach(ws *websocket.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ws = ws
-	c.setNetConn(sc)
 	if !c.writing && !c.closed && c.head < len(c.q) {
 		c.writing = true
 		c.writer.Add(1)
@@ -232,86 +113,35 @@ func (c *conn) attach(ws *websocket.Conn, sc *wsconn.SharedConn) {
 
 func (c *conn) writeLoop() {
 	defer c.writer.Done()
-	var (
-		one   [1][]byte
-		batch [][]byte
-	)
 	for {
 		c.mu.Lock()
-		if c.partial == nil && (c.closed || c.head == len(c.q)) {
-			c.q, c.head, c.writing = c.q0[:0], 0, false
-			c.q0[0] = nil
+		if c.closed || c.head == len(c.q) {
+			c.q, c.head, c.writing = nil, 0, false
 			c.mu.Unlock()
 			return
 		}
-		n := min(len(c.q)-c.head, writeBatch)
-		if c.closed {
-			n = 0 // only the rest of the frame under way, so that the close frame can follow
-		}
-		bufs := one[:0]
-		if c.partial != nil {
-			n = min(n, writeBatch-1)
-		}
-		if n > 1 || c.partial != nil && n > 0 {
-			if batch == nil {
-				batch = make([][]byte, 0, writeBatch)
-			}
-			bufs = batch[:0]
-		}
-		held := c.partial != nil
-		if held {
-			bufs = append(bufs, c.partial)
-			c.partial = nil
-		}
-		for i, f := range c.q[c.head : c.head+n] {
-			bufs = append(bufs, f.wire)
-			c.q[c.head+i] = nil
-		}
-		c.head += n
-		if c.head == len(c.q) {
-			c.q, c.head = c.q[:0], 0
-		} else if c.head >= 64 && 2*c.head >= len(c.q) { // a queue that never empties stays bounded
-			k := copy(c.q, c.q[c.head:])
-			clear(c.q[k:])
-			c.q, c.head = c.q[:k], 0
+		f := c.q[c.head]
+		c.q[c.head] = nil
+		c.head++
+		if c.head >= 64 && 2*c.head >= len(c.q) { // a queue that never empties stays bounded
+			n := copy(c.q, c.q[c.head:])
+			clear(c.q[n:])
+			c.q, c.head = c.q[:n], 0
 		}
 		c.mu.Unlock()
-		if err := c.writeFrames(held, bufs); err != nil {
+		if err := c.write(f.data); err != nil {
 			c.close(websocket.StatusAbnormalClosure, "")
 			return
 		}
 	}
 }
 
-// write writes encoded frames (encodeFrame) in one system call where the connection can
-// (writev on TCP). Its time limit is kept by the Handler's watchdog rather than a deadline
-// or a context per write: with thousands of connections, a timer per frame costs more than
-// the rest of the write apart from the system call. After close, write writes nothing and
-// reports net.ErrClosed.
-func (c *conn) write(frame []byte) error {
-	return c.writeFrames(false, [][]byte{frame})
-}
-
-// writeFrames is write for several frames; held: sc's Mutex is held already (by tryWrite,
-// frames[0] being the rest of a frame; the write under way is that frame's, so it goes on
-// even after close).
-func (c *conn) writeFrames(held bool, frames [][]byte) error {
-	if !held {
-		c.sc.Lock()
-		if c.isClosed() {
-			c.sc.Unlock()
-			return net.ErrClosed
-		}
-	}
-	defer c.sc.Unlock()
+// write writes one frame. Its time limit is kept by the Handler's watchdog rather than a
+// context per write: with thousands of connections, a timer and a context per frame cost
+// more than the rest of the write apart from the system call.
+func (c *conn) write(b []byte) error {
 	c.writingSince.Store(time.Now().UnixNano())
-	var err error
-	if len(frames) == 1 {
-		_, err = c.sc.Conn.Write(frames[0])
-	} else {
-		bufs := net.Buffers(frames)
-		_, err = bufs.WriteTo(c.sc.Conn)
-	}
+	err := c.ws.Write(context.Background(), websocket.MessageText, b)
 	c.writingSince.Store(0)
 	return err
 }
@@ -331,7 +161,7 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 		return
 	}
 	c.closed = true
-	c.q, c.head, c.q0[0] = nil, 0, nil // partial: the writer finishes or drops it
+	c.q, c.head = nil, 0
 	close(c.stopped)
 	ws := c.ws
 	c.mu.Unlock()
@@ -344,13 +174,6 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 		if code == websocket.StatusAbnormalClosure {
 			_ = ws.CloseNow()
 			return
-		}
-		// The close frame follows the data frame being written, if any, which gets at
-		// most closeFlushTimeout; no data frame follows it (write checks closed).
-		if c.sc != nil {
-			_ = c.sc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-			c.sc.Lock()
-			c.sc.Unlock() //nolint:staticcheck // a barrier: the write under way is over
 		}
 		_ = ws.Close(code, reason)
 	}()

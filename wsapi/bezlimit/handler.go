@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -69,10 +68,6 @@ type Handler struct {
 	hubs   map[chat.ID]*hub
 
 	bc broadcaster
-
-	// partialWrites counts the frames that enqueue wrote in part, leaving the rest to a
-	// writer goroutine (for tests).
-	partialWrites atomic.Int64
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}

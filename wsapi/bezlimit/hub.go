@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -24,14 +23,11 @@ type hub struct {
 	f      *chat.Follower
 	cancel context.CancelFunc
 
-	mu   sync.Mutex // held by dispatch while it queues, and by (un)register
-	next uint64     // position of the next event to dispatch
-	err  error      // set once the follower failed
-	subs map[*conn]struct{}
-	// targets is dispatch's list of the connections an event goes to, kept between events
-	// (the hub's goroutine only).
-	targets []*conn
-	online  map[chat.ID]int // engine user -> open sockets
+	mu     sync.Mutex // held by dispatch while it queues, and by (un)register
+	next   uint64     // position of the next event to dispatch
+	err    error      // set once the follower failed
+	subs   map[*conn]struct{}
+	online map[chat.ID]int // engine user -> open sockets
 }
 
 func (hb *hub) lock()   { hb.mu.Lock() }
@@ -115,13 +111,9 @@ func (hb *hub) fail(err error) {
 }
 
 // dispatch queues the frames of the event at pos to every connection that expects pos.
-// The hub's lock is held while it picks them, not while it queues: enqueue mostly writes
-// at once (see conn.enqueue), and a room with many connections is served by up to
-// GOMAXPROCS goroutines. Events are dispatched one at a time, by the hub's goroutine, so
-// every connection gets them in order.
 func (hb *hub) dispatch(pos uint64, frames []*frame) {
 	hb.lock()
-	targets := hb.targets[:0]
+	defer hb.unlock()
 	for c := range hb.subs {
 		if c.next > pos {
 			continue // it read this event from the store while catching up
@@ -131,48 +123,13 @@ func (hb *hub) dispatch(pos uint64, frames []*frame) {
 			continue
 		}
 		c.next = pos + 1
-		targets = append(targets, c)
-	}
-	hb.next = pos + 1
-	hb.unlock()
-	if len(frames) > 0 {
-		fanOut(targets, frames)
-	}
-	clear(targets)
-	hb.targets = targets[:0]
-}
-
-// fanOutChunk is the fewest connections worth a goroutine of their own in fanOut.
-const fanOutChunk = 128
-
-// fanOut queues frames to every connection of conns that wants them, in order, and returns
-// when it has: with up to GOMAXPROCS goroutines (the caller's and others that end with it).
-func fanOut(conns []*conn, frames []*frame) {
-	send := func(conns []*conn) {
-		for _, c := range conns {
-			for _, f := range frames {
-				if c.wants(f) && !c.enqueue(f) {
-					break
-				}
+		for _, f := range frames {
+			if c.wants(f) && !c.enqueue(f) {
+				break
 			}
 		}
 	}
-	k := min(runtime.GOMAXPROCS(0), len(conns)/fanOutChunk)
-	if k <= 1 {
-		send(conns)
-		return
-	}
-	var wg sync.WaitGroup
-	per := (len(conns) + k - 1) / k
-	for i := per; i < len(conns); i += per {
-		wg.Add(1)
-		go func(part []*conn) {
-			defer wg.Done()
-			send(part)
-		}(conns[i:min(i+per, len(conns))])
-	}
-	send(conns[:per])
-	wg.Wait()
+	hb.next = pos + 1
 }
 
 // register adds a connection that has received every event before p. It reports false,
@@ -236,7 +193,7 @@ func (hb *hub) presence(c *conn, typ string) {
 		return
 	}
 	u := c.id.User
-	f := &frame{wire: encodeFrame(typ, struct {
+	f := &frame{data: encodeFrame(typ, struct {
 		User *User           `json:"user"`
 		Chat json.RawMessage `json:"chat"`
 	}{&u, chatRef(ci)}, 0), skip: c.user, room: hb.room}
@@ -254,7 +211,7 @@ func (hb *hub) presenceFrame(c *conn, typ string) *frame {
 		return nil
 	}
 	u := c.id.User
-	return &frame{wire: encodeFrame(typ, struct {
+	return &frame{data: encodeFrame(typ, struct {
 		User *User           `json:"user"`
 		Chat json.RawMessage `json:"chat"`
 	}{&u, chatRef(ci)}, 0), skip: c.user, room: hb.room}

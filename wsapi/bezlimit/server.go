@@ -169,7 +169,7 @@ func (h *Handler) updateChat(ctx context.Context, body []byte) (any, error) {
 			return nil, err
 		}
 	}
-	h.bc.send(&frame{wire: encodeFrame(evChatUpdated, struct {
+	h.bc.send(&frame{data: encodeFrame(evChatUpdated, struct {
 		Chat json.RawMessage `json:"chat"`
 	}{ci.wire}, 0), room: room.ID}, nil)
 	return struct {
@@ -200,7 +200,7 @@ func (h *Handler) updateOperators(ctx context.Context, body []byte) (any, error)
 		}
 	}
 	for _, raw := range raws {
-		h.bc.send(&frame{wire: encodeFrame(evOperatorUpdated, struct {
+		h.bc.send(&frame{data: encodeFrame(evOperatorUpdated, struct {
 			Operator json.RawMessage `json:"operator"`
 		}{raw}, 0)}, nil)
 	}
@@ -316,7 +316,7 @@ func (h *Handler) global(body []byte) (any, error) {
 	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
 		return nil, invalid("body must be a JSON object")
 	}
-	h.bc.send(&frame{wire: encodeFrame(evGlobalUpdated, json.RawMessage(body), 0)}, nil)
+	h.bc.send(&frame{data: encodeFrame(evGlobalUpdated, json.RawMessage(body), 0)}, nil)
 	return struct{}{}, nil
 }
 
@@ -350,7 +350,7 @@ func (h *Handler) notify(ctx context.Context, body []byte) (any, error) {
 	if typ == nil {
 		typ = json.RawMessage("null")
 	}
-	h.bc.send(&frame{wire: encodeFrame(evChatNotification, struct {
+	h.bc.send(&frame{data: encodeFrame(evChatNotification, struct {
 		Chat json.RawMessage `json:"chat"`
 		Text string          `json:"text"`
 		Type json.RawMessage `json:"type"`

@@ -67,7 +67,7 @@ func (t *translator) translate(ctx context.Context, ev *chat.Event) []*frame {
 			Text    string          `json:"text"`
 			Stopped bool            `json:"stopped"`
 		}{t.h.wireUser(ctx, ev.User), chatRef(ci), ev.Text, stopped}
-		return []*frame{{wire: encodeFrame(evTypingUpdated, data, ev.Pos), pos: ev.Pos, skip: ev.User, bc: true, room: t.room}}
+		return []*frame{{data: encodeFrame(evTypingUpdated, data, ev.Pos), pos: ev.Pos, skip: ev.User, bc: true, room: t.room}}
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ func (t *translator) messageFrame(ctx context.Context, typ string, orig, cur *ch
 	if deleted {
 		m.Text, m.Attachments = "", []string{}
 	}
-	f := &frame{wire: encodeFrame(typ, struct {
+	f := &frame{data: encodeFrame(typ, struct {
 		Message wireMessage `json:"message"`
 	}{m}, pos), pos: pos, vis: orig.Visibility, room: t.room}
 	f.bc = onBroadcast(mb.Type) && orig.Visibility == "" && orig.To == (chat.ID{})

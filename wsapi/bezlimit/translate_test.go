@@ -74,7 +74,7 @@ func TestReceiptStatusProperty(t *testing.T) {
 						Message wireMessage `json:"message"`
 					} `json:"data"`
 				}
-				json.Unmarshal(framePayload(f.wire), &env)
+				json.Unmarshal(f.data, &env)
 				m := env.Data.Message
 				if env.Type == evMessageUpdated {
 					if last[m.ID] == statusRead && m.Status == statusDelivered {

@@ -2,7 +2,6 @@ package bezlimit
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -212,11 +211,8 @@ func isUUID(s string) bool {
 	return true
 }
 
-// encodeFrame renders a server frame {"type":..., "data":..., "position":pos} (position is
-// left out when pos is 0) as a complete WebSocket text frame: the unmasked header of
-// RFC 6455 section 5.2 (FIN, opcode 1, no extension bits, as the websocket library writes
-// without compression) followed by the JSON payload. A frame is encoded once and written
-// as it is to every connection it goes to, with one system call per batch of frames.
+// encodeFrame renders a server frame {"type":..., "data":..., "position":pos}; position is
+// left out when pos is 0.
 func encodeFrame(typ string, data any, pos uint64) []byte {
 	b, err := json.Marshal(struct {
 		Type string `json:"type"`
@@ -227,31 +223,5 @@ func encodeFrame(typ string, data any, pos uint64) []byte {
 		// Every value passed here is built by this package from marshalable types.
 		panic("bezlimit: encoding a frame: " + err.Error())
 	}
-	return wsTextFrame(b)
-}
-
-// wsTextFrame returns the server (unmasked) WebSocket text frame of payload p.
-func wsTextFrame(p []byte) []byte {
-	n := len(p)
-	var out []byte
-	switch {
-	case n <= 125:
-		out = append(make([]byte, 0, 2+n), 0x81, byte(n))
-	case n <= 0xffff:
-		out = append(make([]byte, 0, 4+n), 0x81, 126, byte(n>>8), byte(n))
-	default:
-		out = binary.BigEndian.AppendUint64(append(make([]byte, 0, 10+n), 0x81, 127), uint64(n))
-	}
-	return append(out, p...)
-}
-
-// framePayload returns the payload of a frame made by wsTextFrame.
-func framePayload(w []byte) []byte {
-	switch w[1] & 0x7f {
-	case 126:
-		return w[4:]
-	case 127:
-		return w[10:]
-	}
-	return w[2:]
+	return b
 }
