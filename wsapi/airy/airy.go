@@ -223,6 +223,9 @@ type conn struct {
 // errClose ends run after a frame that closes the connection (DISCONNECT, ERROR sent).
 var errClose = errors.New("close")
 
+// errShuttingDown ends run when the Handler closes while the connection was busy.
+var errShuttingDown = errors.New("shutting down")
+
 // heartBeat is the frame of a heart-beat (an end-of-line). Shared and never changed.
 var heartBeat = []byte{'\n'}
 
@@ -248,7 +251,11 @@ func (c *conn) run() {
 			err = c.aside(c.shutdown)
 		}
 		if err != nil {
-			if !errors.Is(err, errClose) {
+			switch {
+			case errors.Is(err, errClose):
+			case c.h.ctx.Err() != nil: // shutting down: whatever failed, close with 1001
+				c.aside(c.shutdown)
+			default:
 				c.ws.CloseNow()
 			}
 			return
@@ -631,13 +638,21 @@ func (c *conn) send(f *stomp.Frame) error {
 }
 
 // write writes one WebSocket message. Its time limit is a write deadline on the connection
-// rather than a context: a context with a timer per write costs more than the rest of a
-// small write but the system call, and the WebSocket keeps the last write's context. The
-// Handler's context still ends a write under way when the Handler closes.
+// (WriteTimeout) rather than a context: a context with a timer per write costs more than the
+// rest of a small write but the system call. The context it passes must never end: the
+// WebSocket keeps watching the last write's context after the write, and closes the
+// connection without a close frame when it ends (a Handler's context, cancelled by Close,
+// made clients see 1006 instead of 1001). So a write under way when the Handler closes ends
+// within WriteTimeout.
 func (c *conn) write(b []byte) error {
+	if c.h.ctx.Err() != nil {
+		// The Handler is closing: a write on its cancelled context would drop the connection
+		// without a close frame; run closes it with 1001 instead.
+		return errShuttingDown
+	}
 	c.lastWrite = time.Now()
 	c.nc.SetWriteDeadline(c.lastWrite.Add(c.h.cfg.WriteTimeout))
-	err := c.ws.Write(c.h.ctx, websocket.MessageText, b)
+	err := c.ws.Write(context.Background(), websocket.MessageText, b) // bounded by the write deadline
 	c.nc.SetWriteDeadline(time.Time{})
 	return err
 }
