@@ -546,3 +546,51 @@ func TestDeleteUserEndsTypingAndArmsTTL(t *testing.T) {
 		wantErr(t, func() error { _, err := e.Room(ctx, room.ID); return err }(), chat.ErrNotFound)
 	})
 }
+
+func TestVisibleToMember(t *testing.T) {
+	ada := chat.Member{ID: chat.ID{1}, UserID: chat.ID{11}, Role: chat.RoleClient}
+	bob := chat.Member{ID: chat.ID{2}, UserID: chat.ID{12}, Role: chat.RoleOperator}
+	adaAgain := chat.Member{ID: chat.ID{3}, UserID: ada.UserID, Role: chat.RoleClient} // rejoined
+	nobody := chat.Member{}
+	cases := []struct {
+		name string
+		ev   chat.Event
+		want map[string]bool
+	}{
+		{"for everyone", chat.Event{User: ada.UserID}, map[string]bool{"ada": true, "bob": true, "adaAgain": true, "nobody": true}},
+		{"from the program", chat.Event{}, map[string]bool{"ada": true, "bob": true, "adaAgain": true, "nobody": true}},
+		{"operators only", chat.Event{User: ada.UserID, Visibility: chat.RoleOperator}, map[string]bool{"bob": true}},
+		{"ada to bob", chat.Event{User: ada.UserID, From: ada.ID, To: bob.ID}, map[string]bool{"ada": true, "bob": true, "adaAgain": true}},
+		{"program to ada", chat.Event{To: ada.ID}, map[string]bool{"ada": true}},
+		{"bob to ada, clients only", chat.Event{User: bob.UserID, To: ada.ID, Visibility: chat.RoleClient}, map[string]bool{"ada": true}},
+		{"bob invites ada", chat.Event{Type: chat.EventInvited, User: bob.UserID, To: ada.ID}, map[string]bool{"ada": true, "bob": true, "adaAgain": true, "nobody": true}},
+	}
+	members := map[string]chat.Member{"ada": ada, "bob": bob, "adaAgain": adaAgain, "nobody": nobody}
+	for _, c := range cases {
+		for name, m := range members {
+			if got := c.ev.VisibleToMember(m); got != c.want[name] {
+				t.Errorf("%s: visible to %s = %v, want %v", c.name, name, got, c.want[name])
+			}
+		}
+	}
+}
+
+// TestEditOfPrivateMessageStaysPrivate: an edit or delete reaches whom the message reached.
+func TestEditOfPrivateMessageStaysPrivate(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		bobM := must[chat.Member](t)(w.e.Member(ctx, w.room.ID, w.bob.ID))
+		private := must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "psst", To: bobM.ID, Visibility: chat.RoleClient}))
+		edit := must[chat.Event](t)(w.e.Edit(ctx, w.room.ID, w.ada.ID, private.Pos, chat.NewMessage{Text: "secret"}))
+		del := must[chat.Event](t)(w.e.Delete(ctx, w.room.ID, w.ada.ID, private.Pos))
+		for _, ev := range []chat.Event{edit, del} {
+			if ev.To != private.To || ev.Visibility != private.Visibility {
+				t.Fatalf("%s reaches To=%s Visibility=%q, the message To=%s Visibility=%q", ev.Type, ev.To, ev.Visibility, private.To, private.Visibility)
+			}
+		}
+		outsider := chat.Member{ID: chat.ID{9}, UserID: w.outsider.ID, Role: chat.RoleClient}
+		if edit.VisibleToMember(outsider) {
+			t.Fatal("the edit of a private message is visible to a third member")
+		}
+	})
+}

@@ -67,6 +67,21 @@ type Event struct {
 // VisibleTo reports whether a member with the role may see the event.
 func (ev *Event) VisibleTo(role Role) bool { return ev.Visibility == "" || ev.Visibility == role }
 
+// VisibleToMember reports whether the member m may see the event: its Visibility admits m's
+// role, and an event addressed to one member (To: a private message, its edits and deletion)
+// is seen only by that member and by the user who sent it. The To of an EventInvited names
+// the invitee and restricts nothing. A zero Member (a reader who is no member) sees what is
+// for everyone. Every surface that shows a transcript to a member filters it with this.
+func (ev *Event) VisibleToMember(m Member) bool {
+	if !ev.VisibleTo(m.Role) {
+		return false
+	}
+	if ev.To.IsZero() || ev.Type == EventInvited {
+		return true
+	}
+	return (!m.ID.IsZero() && ev.To == m.ID) || (ev.User != System && ev.User == m.UserID)
+}
+
 // NewMessage is the input to Send and Edit.
 type NewMessage struct {
 	// Text is the message text. It may be empty only if Body is set.
@@ -202,6 +217,8 @@ func (e *Engine) revise(ctx context.Context, ev Event) (Event, error) {
 		if orig.Type != EventMessage {
 			return fmt.Errorf("chat: event %d of room %s is not a message: %w", ev.Ref, ev.RoomID, ErrNotFound)
 		}
+		// An edit or delete reaches whom the message reached, and no one else.
+		ev.To, ev.Visibility = orig.To, orig.Visibility
 		ev.From = ID{}
 		if ev.User != System {
 			m, err := tx.joined(ev.RoomID, ev.User)

@@ -186,11 +186,11 @@ type Sender struct {
 	ID string `json:"id"`
 }
 
-// Visible reports whether the contact of conv may see ev: a message event visible to
-// chat.RoleClient and addressed to everyone or to the contact.
+// Visible reports whether the contact of conv may see ev: a message event that the engine
+// lets the contact's membership (a chat.RoleClient) see.
 func (conv *Conversation) Visible(ev *chat.Event) bool {
-	return ev.Type == chat.EventMessage && ev.VisibleTo(chat.RoleClient) &&
-		(ev.To.IsZero() || ev.To == conv.ContactMember)
+	contact := chat.Member{ID: conv.ContactMember, UserID: conv.Contact, Role: chat.RoleClient}
+	return ev.Type == chat.EventMessage && ev.VisibleToMember(contact)
 }
 
 // Render turns a message event of conv's room into a Message. The caller checks Visible.

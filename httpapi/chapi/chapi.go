@@ -483,13 +483,8 @@ func (h *Handler) page(ctx context.Context, room chat.Room, viewer chat.Member, 
 	return out, nil
 }
 
-// visible reports whether the viewer's membership may see ev.
-func visible(ev *chat.Event, viewer chat.Member) bool {
-	if ev.To != (chat.ID{}) && ev.To != viewer.ID && (ev.From != viewer.ID || viewer.ID == (chat.ID{})) {
-		return false
-	}
-	return ev.VisibleTo(viewer.Role)
-}
+// visible reports whether the viewer's membership may see ev (the engine's rule).
+func visible(ev *chat.Event, viewer chat.Member) bool { return ev.VisibleToMember(viewer) }
 
 // lastBefore returns the position of the last event older than ts (µs), or 0: the engine
 // finds it in one read, since event times strictly increase with positions.

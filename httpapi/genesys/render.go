@@ -134,10 +134,7 @@ type renderer struct {
 
 // render returns the Genesys event for ev, or false if Genesys shows none.
 func (r *renderer) render(ev *chat.Event) (Message, bool, error) {
-	if !ev.VisibleTo(r.viewer.Role) {
-		return Message{}, false, nil
-	}
-	if ev.To != (chat.ID{}) && ev.To != r.viewer.ID && (ev.From != r.viewer.ID || r.viewer.ID == (chat.ID{})) {
+	if !ev.VisibleToMember(r.viewer) {
 		return Message{}, false, nil
 	}
 	m := Message{Index: ev.Pos, UTCTime: ev.Time.UnixMilli()}

@@ -14,13 +14,7 @@ func visible(admin bool, self chat.Member, ev *chat.Event) bool {
 	if admin {
 		return true
 	}
-	if !ev.VisibleTo(self.Role) {
-		return false
-	}
-	if ev.Type == chat.EventMessage && !ev.To.IsZero() {
-		return ev.To == self.ID || ev.From == self.ID || ev.User == self.UserID
-	}
-	return true
+	return ev.VisibleToMember(self)
 }
 
 func (h *Handler) listEvents(q *request) error {
