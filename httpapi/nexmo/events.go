@@ -140,6 +140,17 @@ func (h *Handler) memberEvent(ctx context.Context, m chat.Member, after uint64) 
 	return ev, err == nil, err
 }
 
+// answerMemberChange answers a call that changed a membership with the event it appended,
+// if any (memberEvent).
+func (h *Handler) answerMemberChange(q *request, m chat.Member, after uint64) error {
+	ev, ok, err := h.memberEvent(q.ctx, m, after)
+	if err != nil {
+		return fail(err, resConversation, "")
+	}
+	h.answerCreated(q, ev, ok)
+	return nil
+}
+
 // answerCreated answers an event creation: 201 with the event appended; when the engine
 // appended none (the state asked for was already the state), 200 with an empty object: no
 // event was created, so there is no honest id to give. (ours)
@@ -262,11 +273,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return fail(err, resEvent, "body.event_id")
 		}
-		ev, ok, err := h.memberEvent(q.ctx, m, after)
-		if err != nil {
-			return fail(err, resConversation, "")
-		}
-		h.answerCreated(q, ev, ok)
+		return h.answerMemberChange(q, m, after)
 
 	case typ == typeTypingOn || typ == typeTypingOff:
 		if err := needFrom(); err != nil {
@@ -294,11 +301,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		ev, ok, err := h.memberEvent(q.ctx, m, after)
-		if err != nil {
-			return fail(err, resConversation, "")
-		}
-		h.answerCreated(q, ev, ok)
+		return h.answerMemberChange(q, m, after)
 
 	case typ == typeLeft:
 		if err := needFrom(); err != nil {
@@ -308,11 +311,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return err
 		}
-		ev, ok, err := h.memberEvent(q.ctx, m, after)
-		if err != nil {
-			return fail(err, resConversation, "")
-		}
-		h.answerCreated(q, ev, ok)
+		return h.answerMemberChange(q, m, after)
 
 	case typ == typeInvited:
 		// The invitee is body.user {id | name}; from, when given, is the inviter's member.
@@ -336,11 +335,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return fail(err, resMember, "body.user")
 		}
-		ev, ok, err := h.memberEvent(q.ctx, m, after)
-		if err != nil {
-			return fail(err, resConversation, "")
-		}
-		h.answerCreated(q, ev, ok)
+		return h.answerMemberChange(q, m, after)
 
 	default: // member:media and anything unknown
 		return validation("type", "unsupported event type "+typ)
