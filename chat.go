@@ -12,10 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Errors returned by the Engine and by Stores, wrapped with context; match them with errors.Is.
@@ -39,11 +40,11 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrLagged: a Feed consumer fell behind and events were dropped from its buffer; see Feed.
 	ErrLagged = errors.New("feed lagged")
+	// ErrUnavailable: the store cannot serve the call now (its disk is full, an I/O error, a
+	// database out of reach). The call may succeed if tried again later. Stores wrap the
+	// cause with it; surfaces answer with their vendor's "try again" form.
+	ErrUnavailable = errors.New("store unavailable")
 )
-
-func invalidf(format string, args ...any) error {
-	return fmt.Errorf("chat: "+format+": %w", append(args, ErrInvalid)...)
-}
 
 // System, the zero ID, stands for the embedding program itself where a user is expected: it may
 // post notices and custom events to any room and edit or delete any message without being a
@@ -75,6 +76,7 @@ type options struct {
 	logger       *slog.Logger
 	followBuffer int
 	feedBuffer   int
+	entropy      io.Reader
 }
 
 // WithClock sets the clock (default: the system clock).
@@ -97,6 +99,12 @@ func WithFollowBuffer(n int) Option { return func(o *options) { o.followBuffer =
 // ErrLagged (default 4096).
 func WithFeedBuffer(n int) Option { return func(o *options) { o.feedBuffer = n } }
 
+// WithEntropy sets where the random part of IDs comes from (default crypto/rand). It exists
+// for tests that drive two engines through the same calls and want the same IDs from both:
+// IDs are the only thing that keeps rooms and users from being guessed, so never give an
+// Engine that serves callers a predictable reader.
+func WithEntropy(r io.Reader) Option { return func(o *options) { o.entropy = r } }
+
 // Engine is the chat engine. Its methods are safe for concurrent use.
 type Engine struct {
 	store  Store
@@ -108,6 +116,10 @@ type Engine struct {
 	feeds  feeds
 	timers *scheduler
 	typing typingTable
+
+	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
+	// succeeds; Health reports it.
+	storeDown atomic.Pointer[error]
 
 	// ctx is cancelled by Close; background work (typing expiry, room TTLs) runs under it.
 	ctx    context.Context
@@ -134,7 +146,7 @@ func Open(ctx context.Context, store Store, opt ...Option) (*Engine, error) {
 	if o.typingTTL <= 0 || o.maxMessage <= 0 || o.followBuffer <= 0 || o.feedBuffer <= 0 {
 		return nil, invalidf("option out of range")
 	}
-	e := &Engine{store: store, opts: o, clock: o.clock, log: o.logger, ids: newIDSource()}
+	e := &Engine{store: store, opts: o, clock: o.clock, log: o.logger, ids: newIDSource(o.entropy)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.hubs.init(e)
 	e.feeds.init(o.feedBuffer)
@@ -182,6 +194,7 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 		w.ev = *ev
 	}
 	err := e.store.Update(ctx, w.run)
+	e.noteWrite(err)
 	var first Event
 	if err == nil && len(w.events) > 0 {
 		first = w.events[0]
@@ -191,6 +204,35 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 	w.ev, w.scratch = Event{}, Event{}
 	wtxPool.Put(w)
 	return first, err
+}
+
+// noteWrite remembers whether the store takes writes, for Health.
+func (e *Engine) noteWrite(err error) {
+	switch {
+	case err == nil:
+		if e.storeDown.Load() != nil {
+			e.storeDown.Store(nil)
+		}
+	case errors.Is(err, ErrUnavailable):
+		e.storeDown.Store(&err)
+	}
+}
+
+// Health reports whether the engine can serve: nil, or an error that wraps ErrUnavailable
+// when the store failed the last write (a full disk: reads still work, writes do not) or
+// cannot be read now, or ErrClosed. A write that succeeds clears the failure.
+func (e *Engine) Health(ctx context.Context) error {
+	if e.closed() {
+		return fmt.Errorf("chat: engine: %w", ErrClosed)
+	}
+	if err := e.storeDown.Load(); err != nil {
+		return fmt.Errorf("chat: the store failed the last write: %w", *err)
+	}
+	err := e.store.View(ctx, func(tx ReadTx) error { _, err := tx.Rooms(ListFilter{Limit: 1}); return err })
+	if err != nil && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		err = fmt.Errorf("chat: reading the store: %w (%w)", ErrUnavailable, err)
+	}
+	return err
 }
 
 // view runs fn in a read transaction.
@@ -255,52 +297,6 @@ func (w *wtx) append(ev Event) (Event, error) {
 	}
 	w.events = append(w.events, w.scratch)
 	return w.scratch, nil
-}
-
-// checkText validates message text: valid UTF-8 and within the size limit. Empty text is
-// allowed only when allowEmpty is set (a message with a body).
-func (e *Engine) checkText(text string, allowEmpty bool) error {
-	if text == "" && !allowEmpty {
-		return invalidf("empty text")
-	}
-	if len(text) > e.opts.maxMessage {
-		return invalidf("text of %d bytes exceeds the limit of %d", len(text), e.opts.maxMessage)
-	}
-	if !utf8.ValidString(text) {
-		return invalidf("text is not valid UTF-8")
-	}
-	return nil
-}
-
-func checkName(what, s string, max int) error {
-	if len(s) > max {
-		return invalidf("%s longer than %d bytes", what, max)
-	}
-	if !utf8.ValidString(s) {
-		return invalidf("%s is not valid UTF-8", what)
-	}
-	return nil
-}
-
-// maxField is the limit on names, nicknames, URLs and attribute keys and values.
-const maxField = 1024
-
-func checkAttributes(a map[string]string) error {
-	if len(a) > 256 {
-		return invalidf("more than 256 attributes")
-	}
-	for k, v := range a {
-		if k == "" {
-			return invalidf("empty attribute key")
-		}
-		if err := checkName("attribute key", k, maxField); err != nil {
-			return err
-		}
-		if err := checkName("attribute value", v, 8*maxField); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -19,3 +19,13 @@ func FollowerBufCap(f *Follower) int { return cap(f.buf) }
 
 // FollowBatch is how many events a follower takes at a time.
 const FollowBatch = followBatch
+
+// NewIDs returns n IDs made by the engine's ID source at the clock's current time.
+func NewIDs(e *Engine, n int) []ID {
+	now := e.now()
+	ids := make([]ID, n)
+	for i := range ids {
+		ids[i] = e.ids.New(now)
+	}
+	return ids
+}

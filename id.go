@@ -13,7 +13,9 @@ import (
 )
 
 // ID identifies a user, room, member or event. It is a ULID: 128 bits whose first 48 are the
-// creation time in milliseconds, so IDs sort by creation time. It prints as a 26-character
+// creation time in milliseconds and whose other 80 are random, fresh for every ID, so that
+// knowing one ID tells nothing about another. IDs sort by creation time to the millisecond;
+// IDs made in the same millisecond are in no particular order. It prints as a 26-character
 // ULID and can also be rendered and parsed in UUID form for surfaces whose wire uses UUIDs.
 type ID [16]byte
 
@@ -83,44 +85,47 @@ func ParseID(s string) (ID, error) {
 	return ID{}, fmt.Errorf("chat: id %q: %w", s, ErrInvalid)
 }
 
-// idSource makes monotonic ULIDs: IDs made in the same millisecond still sort in the order
-// they were made, as with ulid.Monotonic, without allocating.
+// idSource makes ULIDs whose 80 random bits are fresh for every ID, so that nobody can derive
+// an ID from another: IDs made in the same millisecond are not ordered among themselves (a
+// monotonic ULID would be the previous one plus a small increment, which a caller who sees
+// one ID could guess its neighbours from). Order within a room comes from positions, never
+// from IDs. Randomness is read from crypto/rand in blocks, under a mutex, to keep the cost
+// per ID small.
 type idSource struct {
-	mu      sync.Mutex
-	lastMS  uint64
-	entropy [10]byte // the 80 random bits of the last ID
+	rand io.Reader // crypto/rand's, unless a test sets WithEntropy
+	mu   sync.Mutex
+	buf  [idBlock * idEntropy]byte
+	used int // bytes of buf already handed out
 }
 
-func newIDSource() *idSource { return &idSource{} }
+const (
+	idEntropy = 10 // bytes of randomness per ID
+	idBlock   = 64 // IDs per read from crypto/rand
+)
+
+func newIDSource(r io.Reader) *idSource {
+	if r == nil {
+		r = cryptorand.Reader
+	}
+	return &idSource{rand: r, used: idBlock * idEntropy}
+}
 
 func (s *idSource) New(t time.Time) ID {
-	ms := ulid.Timestamp(t)
-	s.mu.Lock()
-	if ms > s.lastMS || !s.increment() {
-		// A new millisecond (or the clock went back, or 2^80 IDs in one): fresh randomness.
-		if ms > s.lastMS {
-			s.lastMS = ms
-		}
-		if _, err := io.ReadFull(cryptorand.Reader, s.entropy[:]); err != nil {
-			panic("chat: crypto/rand failed: " + err.Error())
-		}
-	}
 	var id ID
-	ts := s.lastMS
-	id[0], id[1], id[2] = byte(ts>>40), byte(ts>>32), byte(ts>>24)
-	id[3], id[4], id[5] = byte(ts>>16), byte(ts>>8), byte(ts)
-	copy(id[6:], s.entropy[:])
+	ms := ulid.Timestamp(t)
+	id[0], id[1], id[2] = byte(ms>>40), byte(ms>>32), byte(ms>>24)
+	id[3], id[4], id[5] = byte(ms>>16), byte(ms>>8), byte(ms)
+	s.mu.Lock()
+	if s.used == len(s.buf) {
+		if _, err := io.ReadFull(s.rand, s.buf[:]); err != nil {
+			s.mu.Unlock()
+			panic("chat: reading randomness for IDs: " + err.Error())
+		}
+		s.used = 0
+	}
+	copy(id[6:], s.buf[s.used:s.used+idEntropy])
+	clear(s.buf[s.used : s.used+idEntropy]) // handed out: never kept where a later bug could leak it
+	s.used += idEntropy
 	s.mu.Unlock()
 	return id
-}
-
-// increment adds one to the entropy, reporting false on overflow.
-func (s *idSource) increment() bool {
-	for i := len(s.entropy) - 1; i >= 0; i-- {
-		s.entropy[i]++
-		if s.entropy[i] != 0 {
-			return true
-		}
-	}
-	return false
 }

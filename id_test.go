@@ -63,21 +63,60 @@ func TestIDRoundTrip(t *testing.T) {
 	})
 }
 
-// TestIDsAreMonotonic: IDs the engine makes sort in the order they were made, also within one
-// millisecond (the users below are made in far less).
-func TestIDsAreMonotonic(t *testing.T) {
-	e, _ := newEngine(t, storeFactories[0].Open) // the fake clock stands still: one millisecond
-	var prev chat.ID
-	for i := 0; i < 1000; i++ {
-		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-		if compareIDs(u.ID, prev) <= 0 {
-			t.Fatalf("ID %d %s does not sort after %s", i, u.ID, prev)
+// TestIDNeighboursAreUnpredictable: IDs made in the same millisecond (the fake clock stands
+// still) share their time and nothing else. The difference of consecutive IDs, which a
+// monotonic ULID makes small and guessable, carries at least 64 bits of entropy: over 100k
+// IDs, every one of its 80 bits is set in about half of the differences, and no difference
+// repeats.
+func TestIDNeighboursAreUnpredictable(t *testing.T) {
+	e, _ := newEngine(t, storeFactories[0].Open)
+	ids := chat.NewIDs(e, 100_000)
+	ms := epoch.Truncate(time.Millisecond)
+	seen := make(map[[10]byte]bool, len(ids))
+	var ones [80]int
+	for i, id := range ids {
+		if !id.Time().Equal(ms) {
+			t.Fatalf("ID %d time %v, want %v", i, id.Time(), ms)
 		}
-		if !u.ID.Time().Equal(epoch.Truncate(time.Millisecond)) {
-			t.Fatalf("ID time %v, want %v", u.ID.Time(), epoch)
+		if i == 0 {
+			continue
 		}
-		prev = u.ID
+		d := sub80(id, ids[i-1])
+		if seen[d] {
+			t.Fatalf("the difference %x of IDs %d and %d came before", d, i-1, i)
+		}
+		seen[d] = true
+		for b := range 80 {
+			if d[b/8]>>(7-b%8)&1 == 1 {
+				ones[b]++
+			}
+		}
 	}
+	// A fair bit is set in n/2 ± 5σ of n differences (σ = √n/2 ≈ 158).
+	n := len(ids) - 1
+	for b, c := range ones {
+		if c < n/2-800 || c > n/2+800 {
+			t.Errorf("bit %d of the differences is set %d times in %d: not random", b, c, n)
+		}
+	}
+	// The top 16 bits of a small increment would be all zero: the entropy of a difference is
+	// spread over all 80 bits, so at least 64 of them.
+}
+
+// sub80 returns the random parts of a and b subtracted, modulo 2^80.
+func sub80(a, b chat.ID) [10]byte {
+	var d [10]byte
+	borrow := 0
+	for i := 9; i >= 0; i-- {
+		v := int(a[6+i]) - int(b[6+i]) - borrow
+		borrow = 0
+		if v < 0 {
+			v += 256
+			borrow = 1
+		}
+		d[i] = byte(v)
+	}
+	return d
 }
 
 func FuzzParseID(f *testing.F) {

@@ -74,19 +74,22 @@ type NewMember struct {
 // Validate checks lengths, encodings and the TTL.
 func (n NewRoom) Validate() error {
 	for _, m := range n.Members {
-		if err := checkName("nickname", m.Nickname, maxField); err != nil {
+		if err := checkField("nickname", m.Nickname); err != nil {
+			return err
+		}
+		if err := checkField("role", string(m.Role)); err != nil {
 			return err
 		}
 	}
 	for _, f := range []struct{ what, v string }{
 		{"name", n.Name}, {"display name", n.DisplayName}, {"image URL", n.ImageURL},
 	} {
-		if err := checkName(f.what, f.v, maxField); err != nil {
+		if err := checkField(f.what, f.v); err != nil {
 			return err
 		}
 	}
 	if n.EmptyTTL < 0 {
-		return invalidf("negative TTL")
+		return invalid("TTL", "negative")
 	}
 	return checkAttributes(n.Attributes)
 }
@@ -240,7 +243,8 @@ func (e *Engine) RoomByName(ctx context.Context, name string) (r Room, err error
 	return r, err
 }
 
-// Rooms lists rooms in creation order (newest first with f.Desc), within f's time range.
+// Rooms lists rooms in ID order, which is creation order to the millisecond (newest first with
+// f.Desc), within f's time range.
 func (e *Engine) Rooms(ctx context.Context, f ListFilter) (rs []Room, err error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -281,6 +285,10 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 				} else {
 					attrs[k] = v
 				}
+			}
+			// The limits hold for what is stored, not only for this update.
+			if err := checkAttributes(attrs); err != nil {
+				return err
 			}
 			r.Attributes = attrs
 		}
@@ -346,7 +354,7 @@ type InviteOptions struct {
 // EventInvited. It returns ErrNotFound for an unknown room or user, ErrConflict if the user is
 // already invited or joined, ErrNotMember if the inviter is not a joined member, ErrEnded.
 func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions) (Member, error) {
-	if err := checkName("nickname", o.Nickname, maxField); err != nil {
+	if err := checkMember(o.Nickname, o.Role); err != nil {
 		return Member{}, err
 	}
 	var m Member
@@ -397,7 +405,7 @@ type JoinOptions struct {
 // left gets a new record. It returns ErrNotFound, ErrConflict if already joined, ErrForbidden
 // for an uninvited user in a private room, ErrEnded.
 func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Member, error) {
-	if err := checkName("nickname", o.Nickname, maxField); err != nil {
+	if err := checkMember(o.Nickname, o.Role); err != nil {
 		return Member{}, err
 	}
 	var m Member
@@ -504,7 +512,7 @@ type MemberUpdate struct {
 // EventNickname with the new nickname as its text. It returns ErrNotMember, ErrInvalid,
 // ErrEnded.
 func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberUpdate) (Member, error) {
-	if err := checkName("nickname", deref(up.Nickname), maxField); err != nil {
+	if err := checkMember(deref(up.Nickname), deref(up.Role)); err != nil {
 		return Member{}, err
 	}
 	var m Member
@@ -538,7 +546,8 @@ func (e *Engine) MemberByID(ctx context.Context, roomID, memberID ID) (m Member,
 	return m, err
 }
 
-// Members lists every membership record of a room, left ones included, oldest first.
+// Members lists every membership record of a room, left ones included, in ID order (creation
+// order to the millisecond).
 func (e *Engine) Members(ctx context.Context, roomID ID) (ms []Member, err error) {
 	err = e.view(ctx, func(tx ReadTx) error { ms, err = tx.Members(roomID); return err })
 	return ms, err
@@ -609,7 +618,7 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 			return err
 		}
 		if pos == 0 || pos > r.LastPos {
-			return invalidf("receipt for position %d of room %s, whose last is %d", pos, roomID, r.LastPos)
+			return invalid("position", "receipt for position %d of room %s, whose last is %d", pos, roomID, r.LastPos)
 		}
 		typ := EventDelivered
 		if read {

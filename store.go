@@ -41,7 +41,7 @@ type ReadTx interface {
 	User(id ID) (User, error)
 	// UserByName returns the user with the unique name, or ErrNotFound.
 	UserByName(name string) (User, error)
-	// Users returns users in ID (creation) order after the filter.
+	// Users returns users in ID order (creation order to the millisecond) after the filter.
 	Users(f ListFilter) ([]User, error)
 
 	// Room returns the room with id, or ErrNotFound. Room.LastPos and Room.LastTime describe
@@ -49,19 +49,19 @@ type ReadTx interface {
 	Room(id ID) (Room, error)
 	// RoomByName returns the room with the unique name, or ErrNotFound.
 	RoomByName(name string) (Room, error)
-	// Rooms returns rooms in ID (creation) order after the filter.
+	// Rooms returns rooms in ID order (creation order to the millisecond) after the filter.
 	Rooms(f ListFilter) ([]Room, error)
 
 	// Member returns the membership record memberID of room roomID, or ErrNotFound.
 	Member(roomID, memberID ID) (Member, error)
-	// MemberByUser returns the latest membership record of userID in roomID, or ErrNotFound
-	// if the user was never a member.
+	// MemberByUser returns the latest membership record of userID in roomID (the one
+	// PutMember created last), or ErrNotFound if the user was never a member.
 	MemberByUser(roomID, userID ID) (Member, error)
 	// Members returns every membership record of roomID, left ones included, in ID order. It
 	// returns ErrNotFound if the room does not exist.
 	Members(roomID ID) ([]Member, error)
-	// Memberships returns the latest membership record of userID in every room it was ever
-	// a member of, in room ID order.
+	// Memberships returns the latest membership record (as MemberByUser) of userID in every
+	// room it was ever a member of, in room ID order.
 	Memberships(userID ID) ([]Member, error)
 
 	// Event returns the event at pos in roomID, or ErrNotFound.
@@ -115,7 +115,8 @@ type Tx interface {
 	AfterCommit(f func())
 }
 
-// ListFilter selects a page of a list ordered by ID, which is creation order.
+// ListFilter selects a page of a list ordered by ID, which is creation order to the millisecond
+// (items made in the same millisecond are in a stable but arbitrary order).
 type ListFilter struct {
 	// Since and Until, when not zero, keep items created in [Since, Until).
 	Since, Until time.Time

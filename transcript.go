@@ -96,24 +96,13 @@ type NewMessage struct {
 
 // validateMessage checks text and body against the engine's size limit.
 func (e *Engine) validateMessage(m NewMessage) error {
-	if err := e.checkText(m.Text, len(m.Body) > 0); err != nil {
+	if err := e.checkText("text", m.Text, len(m.Body) > 0); err != nil {
 		return err
 	}
 	if err := e.checkBody(m.Body); err != nil {
 		return err
 	}
-	return checkName("visibility", string(m.Visibility), maxField)
-}
-
-// checkBody validates an optional JSON body: within the size limit, and valid JSON.
-func (e *Engine) checkBody(body json.RawMessage) error {
-	if len(body) > e.opts.maxMessage {
-		return invalidf("body of %d bytes exceeds the limit of %d", len(body), e.opts.maxMessage)
-	}
-	if len(body) > 0 && !json.Valid(body) {
-		return invalidf("body is not valid JSON")
-	}
-	return nil
+	return checkField("visibility", string(m.Visibility))
 }
 
 // Send appends a message from a joined member and ends its typing. It returns ErrInvalid for
@@ -130,7 +119,7 @@ func (e *Engine) Send(ctx context.Context, roomID, userID ID, m NewMessage) (Eve
 
 // Notice appends a notice from the program (EventNotice); the room need not have members.
 func (e *Engine) Notice(ctx context.Context, roomID ID, text string) (Event, error) {
-	if err := e.checkText(text, false); err != nil {
+	if err := e.checkText("text", text, false); err != nil {
 		return Event{}, err
 	}
 	return e.post(ctx, Event{RoomID: roomID, Type: EventNotice, Text: text}, false)
@@ -140,9 +129,9 @@ func (e *Engine) Notice(ctx context.Context, roomID ID, text string) (Event, err
 // from System.
 func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, body json.RawMessage) (Event, error) {
 	if name == "" {
-		return Event{}, invalidf("empty custom event name")
+		return Event{}, invalid("custom event name", "empty")
 	}
-	if err := checkName("custom event name", name, maxField); err != nil {
+	if err := checkField("custom event name", name); err != nil {
 		return Event{}, err
 	}
 	if err := e.checkBody(body); err != nil {
@@ -313,7 +302,7 @@ func (e *Engine) Read(ctx context.Context, roomID ID, from uint64, limit int, ba
 // ReadAppend is Read appending to dst, for callers that reuse a buffer.
 func (e *Engine) ReadAppend(ctx context.Context, dst []Event, roomID ID, from uint64, limit int, backward bool) ([]Event, error) {
 	if limit < 1 || limit > 1000 {
-		return dst, invalidf("read limit %d outside 1..1000", limit)
+		return dst, invalid("limit", "%d outside 1..1000", limit)
 	}
 	if from == 0 {
 		if backward {

@@ -76,7 +76,7 @@ func (t *typingTable) dropRoom(room ID) {
 // or the preview changed; otherwise it only renews the indicator and returns the zero Event.
 // It returns ErrNotMember, ErrEnded, ErrInvalid for a bad preview.
 func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview string) (Event, error) {
-	if err := e.checkText(preview, true); err != nil {
+	if err := e.checkText("preview", preview, true); err != nil {
 		return Event{}, err
 	}
 	var k typingKey

@@ -45,7 +45,7 @@ func (n NewUser) Validate() error {
 	for _, f := range []struct{ what, v string }{
 		{"name", n.Name}, {"display name", n.DisplayName}, {"email", n.Email}, {"avatar URL", n.AvatarURL},
 	} {
-		if err := checkName(f.what, f.v, maxField); err != nil {
+		if err := checkField(f.what, f.v); err != nil {
 			return err
 		}
 	}
@@ -125,7 +125,8 @@ func (e *Engine) UserByName(ctx context.Context, name string) (u User, err error
 	return u, err
 }
 
-// Users lists users in creation order (or newest first with f.Desc).
+// Users lists users in ID order, which is creation order to the millisecond (newest first
+// with f.Desc).
 func (e *Engine) Users(ctx context.Context, f ListFilter) (us []User, err error) {
 	if err := f.Validate(); err != nil {
 		return nil, err

@@ -596,13 +596,16 @@ func (w *writeTx) PutMember(m chat.Member) error {
 		delete(w.byUser, [2]chat.ID{m.RoomID, u})
 		delete(w.byMember, [2]chat.ID{m.RoomID, m.ID})
 	}
+	created := b.Get(m.ID[:]) == nil
 	w.s.arena.scratch = appendMember(w.scratch(), &m)
 	if err := w.put(b, m.ID[:], w.s.arena.scratch); err != nil {
 		return err
 	}
+	// The user's latest record is the one created last (IDs made in one millisecond are in
+	// no order, so they cannot tell).
 	idx := w.tx.Bucket(bMemberships)
 	key := membershipKey(m.UserID, m.RoomID)
-	if cur := idx.Get(key); cur == nil || bytes.Compare(cur, m.ID[:]) <= 0 {
+	if created || idx.Get(key) == nil {
 		return w.put(idx, key, m.ID[:])
 	}
 	return nil

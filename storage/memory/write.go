@@ -248,7 +248,9 @@ func (tx *writeTx) PutMember(m chat.Member) error {
 		r.byUser = make(map[chat.ID]int)
 	}
 	prevIdx, hadUser := r.byUser[m.UserID]
-	latest := !hadUser || compareID(r.members[prevIdx].ID, m.ID) <= 0
+	// The user's latest record is the one created last (IDs made in one millisecond are in
+	// no order, so they cannot tell).
+	latest := !found || !hadUser
 	if latest {
 		r.byUser[m.UserID] = i
 	}

@@ -467,3 +467,40 @@ func testDeleteRoom(t *testing.T, s chat.Store) {
 		t.Errorf("first append to a room put again got pos %d, want 1", evs[0].Pos)
 	}
 }
+
+// testLatestMember: a user's latest record is the one created last, whatever the order of
+// IDs (IDs made in the same millisecond are in no order).
+func testLatestMember(t *testing.T, s chat.Store) {
+	r := putRoom(t, s, "r", 1)
+	u := mkUser("u", 1)
+	first := mkMember(r.ID, u.ID, chat.Left, 1)
+	second := mkMember(r.ID, u.ID, chat.Joined, 2)
+	first.ID, second.ID = second.ID, first.ID // the later record has the smaller ID
+	update(t, s, func(tx chat.Tx) error {
+		if err := tx.PutUser(u); err != nil {
+			return err
+		}
+		return tx.PutMember(first)
+	})
+	update(t, s, func(tx chat.Tx) error { return tx.PutMember(second) })
+	first.Nickname = "renamed while left" // changing the older record does not make it the latest
+	update(t, s, func(tx chat.Tx) error { return tx.PutMember(first) })
+	view(t, s, func(tx chat.ReadTx) error {
+		got, err := tx.MemberByUser(r.ID, u.ID)
+		if err != nil {
+			t.Error(err)
+		}
+		diff(t, "MemberByUser", second, got)
+		ms, err := tx.Memberships(u.ID)
+		if err != nil {
+			t.Error(err)
+		}
+		diff(t, "Memberships", []chat.Member{second}, ms)
+		ms, err = tx.Members(r.ID)
+		if err != nil {
+			t.Error(err)
+		}
+		diff(t, "Members (ID order)", []chat.Member{second, first}, ms)
+		return nil
+	})
+}

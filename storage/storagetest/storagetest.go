@@ -63,6 +63,7 @@ var tests = []struct {
 	{"Rooms", testRooms},
 	{"ListFilter", testListFilter},
 	{"Members", testMembers},
+	{"LatestMember", testLatestMember},
 	{"Append", testAppend},
 	{"AppendTimes", testAppendTimes},
 	{"Event", testEvent},
