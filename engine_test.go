@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -627,4 +630,59 @@ func TestEditOfPrivateMessageStaysPrivate(t *testing.T) {
 			t.Fatal("the edit of a private message is visible to a third member")
 		}
 	})
+}
+
+// TestPanicInATimerIsContained: a panic in the work of one deadline is logged and the
+// scheduler goes on with the next ones.
+func TestPanicInATimerIsContained(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil))
+	e, clock := newEngine(t, storeFactories[0].Open, chat.WithTypingTTL(time.Second), chat.WithLogger(log))
+	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+	ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+	bob := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
+	must[chat.Member](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+	must[chat.Member](t)(e.Join(ctx, room.ID, bob.ID, chat.JoinOptions{}))
+	must[chat.Event](t)(e.StartTyping(ctx, room.ID, ada.ID, ""))
+	clock.Advance(100 * time.Millisecond)
+	must[chat.Event](t)(e.StartTyping(ctx, room.ID, bob.ID, ""))
+	first := true
+	chat.SetTimerHook(t, func(string) {
+		if first {
+			first = false
+			panic("injected")
+		}
+	})
+	clock.Advance(2 * time.Second) // ada's expiry panics; bob's still runs
+	stopped := func() (users []chat.ID) {
+		for _, ev := range must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false)) {
+			if ev.Type == chat.EventTypingStopped {
+				users = append(users, ev.User)
+			}
+		}
+		return users
+	}
+	if got := stopped(); len(got) != 1 || got[0] != bob.ID {
+		t.Fatalf("typing stopped for %v, want bob alone (ada's expiry panicked)", got)
+	}
+	if !strings.Contains(logged.String(), "injected") || !strings.Contains(logged.String(), "stack") {
+		t.Fatalf("the panic was not logged with its stack: %s", logged.String())
+	}
+	// The engine goes on: typing again expires as it should.
+	must[chat.Event](t)(e.StartTyping(ctx, room.ID, bob.ID, "x"))
+	clock.Advance(2 * time.Second)
+	if got := stopped(); len(got) != 2 {
+		t.Fatalf("typing stopped for %v after bob typed again", got)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }

@@ -29,3 +29,16 @@ func NewIDs(e *Engine, n int) []ID {
 	}
 	return ids
 }
+
+// SetTimerHook makes every deadline of the engine's scheduler call f(kind) first, until the
+// test ends; kind is "typing" or "ttl".
+func SetTimerHook(t interface{ Cleanup(func()) }, f func(kind string)) {
+	testHookTimer = func(k timerKey) {
+		kind := "typing"
+		if k.kind == timerRoomTTL {
+			kind = "ttl"
+		}
+		f(kind)
+	}
+	t.Cleanup(func() { testHookTimer = nil })
+}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"container/heap"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -94,14 +95,7 @@ func (s *scheduler) fire() {
 	defer s.e.bg.Done()
 
 	for _, k := range due {
-		switch k.kind {
-		case timerTyping:
-			if _, err := s.e.endTyping(s.e.ctx, typingKey{k.room, k.member}, now); err != nil && !s.e.closed() {
-				s.e.log.Warn("chat: typing expiry", "room", k.room, "err", err)
-			}
-		case timerRoomTTL:
-			s.e.expireRoom(k.room)
-		}
+		s.run(k, now)
 	}
 
 	s.mu.Lock()
@@ -110,6 +104,30 @@ func (s *scheduler) fire() {
 	}
 	s.mu.Unlock()
 }
+
+// run does the work of one deadline. A panic in it is logged with its stack and contained:
+// the timer goroutine is not net/http's, and one bad deadline must not take the process down.
+func (s *scheduler) run(k timerKey, now time.Time) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.e.log.Error("chat: panic in a timer", "kind", k.kind, "room", k.room, "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	if testHookTimer != nil {
+		testHookTimer(k)
+	}
+	switch k.kind {
+	case timerTyping:
+		if _, err := s.e.endTyping(s.e.ctx, typingKey{k.room, k.member}, now); err != nil && !s.e.closed() {
+			s.e.log.Warn("chat: typing expiry", "room", k.room, "err", err)
+		}
+	case timerRoomTTL:
+		s.e.expireRoom(k.room)
+	}
+}
+
+// testHookTimer, when set by a test, runs before each deadline's work.
+var testHookTimer func(timerKey)
 
 func (s *scheduler) stop() {
 	s.mu.Lock()
