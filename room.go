@@ -185,6 +185,11 @@ type Member struct {
 	// leave, nickname change or receipt. A caller learns from it the event its call appended
 	// (a receipt that moved nothing leaves it as it was).
 	Pos uint64
+	// TypingUntil, when not zero, is when the member's typing indicator expires unless it is
+	// renewed; it is cleared when the member stops typing or sends a message.
+	TypingUntil time.Time
+	// TypingText is the preview of what the member is typing, as last shown.
+	TypingText string
 }
 
 // CreateRoom creates a room, with n.Members joined in the same commit (an EventJoined each;

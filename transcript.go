@@ -62,6 +62,11 @@ type Event struct {
 	// Time is when the event was appended, to the microsecond; it strictly increases within
 	// a room.
 	Time time.Time
+	// Key is the client's key of a message (NewMessage.Key): a message sent again with the
+	// same key is this event, not a new one.
+	Key string
+	// Prev is, for a receipt (EventDelivered, EventRead), the watermark it moved from.
+	Prev uint64
 }
 
 // VisibleTo reports whether a member with the role may see the event.

@@ -88,15 +88,20 @@ var (
 	bUserNames   = []byte("user_names")
 	bRooms       = []byte("rooms")
 	bRoomNames   = []byte("room_names")
-	bMemberships = []byte("memberships") // user ID + room ID → latest member ID
-	kFormat      = []byte("format")
-	fixedBuckets = [][]byte{bMeta, bUsers, bUserNames, bRooms, bRoomNames, bMemberships}
+	bMemberships  = []byte("memberships") // user ID + room ID → latest member ID
+	bTimers       = []byte("timers")        // see timerKey
+	bTimersByTime = []byte("timers_by_time") // see timerTimeKey
+	kFormat       = []byte("format")
+	// fixedBuckets are made when missing: a file made before a bucket was added gets it at
+	// its next Open.
+	fixedBuckets = [][]byte{bMeta, bUsers, bUserNames, bRooms, bRoomNames, bMemberships, bTimers, bTimersByTime}
 )
 
 const (
 	kindEvents    = 'e'
 	kindMembers   = 'm'
 	kindRevisions = 'v'
+	kindKeys      = 'k' // client key → position; made at a room's first keyed event
 )
 
 // Store is a chat.Store in a bbolt file. Its methods are safe for concurrent use.

@@ -223,7 +223,9 @@ func appendMember(b []byte, m *chat.Member) []byte {
 	b = appendTime(b, m.InvitedAt)
 	b = appendTime(b, m.JoinedAt)
 	b = appendTime(b, m.LeftAt)
-	return binary.AppendUvarint(b, m.Pos)
+	b = binary.AppendUvarint(b, m.Pos)
+	b = appendTime(b, m.TypingUntil)
+	return appendStr(b, m.TypingText)
 }
 
 func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
@@ -233,6 +235,10 @@ func decodeMember(roomID, id chat.ID, v []byte) (chat.Member, error) {
 		Read: d.uvarint(), InvitedBy: d.id(), InvitedAt: d.time(), JoinedAt: d.time(), LeftAt: d.time()}
 	if len(d.b) > 0 && d.err == nil { // Pos came later: older records end before it
 		m.Pos = d.uvarint()
+	}
+	if len(d.b) > 0 && d.err == nil { // and typing later still
+		m.TypingUntil = d.time()
+		m.TypingText = d.str()
 	}
 	return m, d.done(func() string { return "member " + id.String() })
 }
@@ -273,7 +279,12 @@ func appendEvent(b []byte, ev *chat.Event) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ev.Body)))
 	b = append(b, ev.Body...)
 	b = binary.AppendUvarint(b, ev.Ref)
-	return appendStr(b, string(ev.Visibility))
+	b = appendStr(b, string(ev.Visibility))
+	if ev.Key != "" || ev.Prev != 0 { // came later: most events have neither
+		b = appendStr(b, ev.Key)
+		b = binary.AppendUvarint(b, ev.Prev)
+	}
+	return b
 }
 
 // eventTime reads the time that starts an encoded event.
@@ -314,6 +325,10 @@ func decodeEvent(dst *chat.Event, roomID chat.ID, pos uint64, v []byte, own bool
 	}
 	ev.Ref = d.uvarint()
 	ev.Visibility = role(d.bytes())
+	if len(d.b) > 0 && d.err == nil {
+		ev.Key = d.str()
+		ev.Prev = d.uvarint()
+	}
 	if d.err != nil || len(d.b) != 0 {
 		return d.done(func() string { return fmt.Sprintf("event %d of room %s", pos, roomID) })
 	}
@@ -372,4 +387,40 @@ func role(b []byte) chat.Role {
 		return chat.RoleSystem
 	}
 	return chat.Role(b)
+}
+
+// Timers: bTimers maps room ID + kind + 0 + member ID to the time (8 bytes, µs since the
+// epoch, big-endian); bTimersByTime maps time + kind + 0 + room ID + member ID to nothing, in
+// the order Timers lists them.
+func timerKey(kind chat.TimerKind, room, member chat.ID) []byte {
+	b := make([]byte, 0, 16+len(kind)+1+16)
+	b = append(b, room[:]...)
+	b = append(b, kind...)
+	b = append(b, 0)
+	return append(b, member[:]...)
+}
+
+func timerTimeKey(t chat.Timer) []byte {
+	b := make([]byte, 0, 8+len(t.Kind)+1+32)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.At.UnixMicro()))
+	b = append(b, t.Kind...)
+	b = append(b, 0)
+	b = append(b, t.Room[:]...)
+	return append(b, t.Member[:]...)
+}
+
+func decodeTimerTimeKey(k []byte) (chat.Timer, error) {
+	if len(k) < 8+1+32 {
+		return chat.Timer{}, fmt.Errorf("%w: timer key %x", errCorrupt, k)
+	}
+	kindEnd := len(k) - 32 - 1
+	if k[kindEnd] != 0 {
+		return chat.Timer{}, fmt.Errorf("%w: timer key %x", errCorrupt, k)
+	}
+	return chat.Timer{
+		At:     microTime(int64(binary.BigEndian.Uint64(k))),
+		Kind:   chat.TimerKind(k[8:kindEnd]),
+		Room:   chat.ID(k[kindEnd+1 : kindEnd+17]),
+		Member: chat.ID(k[kindEnd+17:]),
+	}, nil
 }

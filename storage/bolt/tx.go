@@ -3,11 +3,13 @@ package bolt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/parley-chat/chat"
 	bbolt "go.etcd.io/bbolt"
+	bbolterrors "go.etcd.io/bbolt/errors"
 )
 
 // readTx implements chat.ReadTx on a bbolt transaction (read-only, or the writer's).
@@ -577,6 +579,13 @@ func (w *writeTx) DeleteRoom(id chat.ID) error {
 			return fmt.Errorf("bolt store: delete room %s: %w", id, err)
 		}
 	}
+	bname[0] = kindKeys
+	if err := w.tx.DeleteBucket(bname[:]); err != nil && !errors.Is(err, bbolterrors.ErrBucketNotFound) {
+		return fmt.Errorf("bolt store: delete room %s: %w", id, err)
+	}
+	if err := w.deleteTimers(id); err != nil {
+		return err
+	}
 	if err := rooms.Delete(id[:]); err != nil {
 		return err
 	}
@@ -623,6 +632,11 @@ func (w *writeTx) Append(ev *chat.Event) error {
 		ev.Time = last.time.Add(time.Microsecond)
 	}
 	ev.Pos = last.pos + 1
+	if ev.Key != "" {
+		if err := w.putKey(ev.RoomID, ev.Key, ev.Pos); err != nil {
+			return err
+		}
+	}
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], ev.Pos)
 	w.s.arena.scratch = appendEvent(w.scratch(), ev)
@@ -643,4 +657,112 @@ func (w *writeTx) SetRevision(roomID chat.ID, pos, rev uint64) error {
 	binary.BigEndian.PutUint64(k[:], pos)
 	binary.BigEndian.PutUint64(v[:], rev)
 	return w.put(b, k[:], v[:])
+}
+
+func (t *readTx) EventByKey(roomID chat.ID, key string) (chat.Event, error) {
+	if _, err := t.events(roomID); err != nil {
+		return chat.Event{}, err
+	}
+	var v []byte
+	if b := t.roomBucket(kindKeys, roomID); b != nil && key != "" {
+		v = b.Get([]byte(key))
+	}
+	if len(v) != 8 {
+		return chat.Event{}, notFound("event with key", key)
+	}
+	return t.Event(roomID, binary.BigEndian.Uint64(v))
+}
+
+// putKey records that the room's event at pos has the client key.
+func (w *writeTx) putKey(roomID chat.ID, key string, pos uint64) error {
+	var name [17]byte
+	name[0] = kindKeys
+	copy(name[1:], roomID[:])
+	b := w.tx.Bucket(name[:])
+	if b == nil {
+		var err error
+		if b, err = w.tx.CreateBucket(w.s.arena.copy(name[:])); err != nil {
+			return fmt.Errorf("bolt store: room %s: %w", roomID, err)
+		}
+		w.dirty = true
+	}
+	if b.Get([]byte(key)) != nil {
+		return fmt.Errorf("bolt store: key %q in room %s: %w", key, roomID, chat.ErrConflict)
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], pos)
+	return w.put(b, []byte(key), v[:])
+}
+
+func (t *readTx) Timer(kind chat.TimerKind, roomID, memberID chat.ID) (chat.Timer, error) {
+	v := t.tx.Bucket(bTimers).Get(timerKey(kind, roomID, memberID))
+	if len(v) != 8 {
+		return chat.Timer{}, notFound("timer", kind)
+	}
+	return chat.Timer{Kind: kind, Room: roomID, Member: memberID, At: microTime(int64(binary.BigEndian.Uint64(v)))}, nil
+}
+
+func (t *readTx) Timers(until time.Time, limit int) ([]chat.Timer, error) {
+	var out []chat.Timer
+	end := uint64(until.UnixMicro())
+	c := t.tx.Bucket(bTimersByTime).Cursor()
+	for k, _ := c.First(); k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Next() {
+		if len(k) >= 8 && binary.BigEndian.Uint64(k) > end {
+			break
+		}
+		tm, err := decodeTimerTimeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tm)
+	}
+	return out, nil
+}
+
+func (w *writeTx) PutTimer(tm chat.Timer) error {
+	if _, err := w.events(tm.Room); err != nil {
+		return err
+	}
+	tm.At = tm.At.UTC().Truncate(time.Microsecond)
+	if err := w.DeleteTimer(tm.Kind, tm.Room, tm.Member); err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(tm.At.UnixMicro()))
+	if err := w.put(w.tx.Bucket(bTimers), timerKey(tm.Kind, tm.Room, tm.Member), v[:]); err != nil {
+		return err
+	}
+	return w.put(w.tx.Bucket(bTimersByTime), timerTimeKey(tm), nil)
+}
+
+func (w *writeTx) DeleteTimer(kind chat.TimerKind, roomID, memberID chat.ID) error {
+	old, err := w.Timer(kind, roomID, memberID)
+	if errors.Is(err, chat.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.del(w.tx.Bucket(bTimers), timerKey(kind, roomID, memberID)); err != nil {
+		return err
+	}
+	return w.del(w.tx.Bucket(bTimersByTime), timerTimeKey(old))
+}
+
+// deleteTimers removes every timer of a room.
+func (w *writeTx) deleteTimers(roomID chat.ID) error {
+	var doomed []chat.Timer
+	c := w.tx.Bucket(bTimers).Cursor()
+	for k, v := c.Seek(roomID[:]); k != nil && bytes.HasPrefix(k, roomID[:]); k, v = c.Next() {
+		if len(k) < 16+1+16 || len(v) != 8 || k[len(k)-17] != 0 {
+			return fmt.Errorf("%w: timer key %x", errCorrupt, k)
+		}
+		doomed = append(doomed, chat.Timer{Room: roomID, Kind: chat.TimerKind(k[16 : len(k)-17]), Member: chat.ID(k[len(k)-16:])})
+	}
+	for _, tm := range doomed {
+		if err := w.DeleteTimer(tm.Kind, tm.Room, tm.Member); err != nil {
+			return err
+		}
+	}
+	return nil
 }

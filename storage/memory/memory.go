@@ -32,6 +32,8 @@ type Store struct {
 
 	memberships map[chat.ID]map[chat.ID]chat.ID // user → room → latest member ID
 
+	timers map[timerKey]chat.Timer
+
 	tx writeTx // the one write transaction; Update holds mu
 }
 
@@ -41,6 +43,12 @@ type room struct {
 	byUser    map[chat.ID]int
 	chunks    [][]chat.Event
 	revisions map[uint64]uint64
+	keys      map[string]uint64 // client key → position
+}
+
+type timerKey struct {
+	kind         chat.TimerKind
+	room, member chat.ID
 }
 
 // New returns an empty Store.
@@ -49,6 +57,7 @@ func New() *Store {
 		users: make(map[chat.ID]*chat.User), userNames: make(map[string]chat.ID),
 		rooms: make(map[chat.ID]*room), roomNames: make(map[string]chat.ID),
 		memberships: make(map[chat.ID]map[chat.ID]chat.ID),
+		timers:      make(map[timerKey]chat.Timer),
 	}
 	s.tx.s = s
 	return s
@@ -343,4 +352,55 @@ func (t *readTx) Revision(roomID chat.ID, pos uint64) (uint64, error) {
 		return 0, err
 	}
 	return r.revisions[pos], nil
+}
+
+func (t *readTx) EventByKey(roomID chat.ID, key string) (chat.Event, error) {
+	r, err := t.room(roomID)
+	if err != nil {
+		return chat.Event{}, err
+	}
+	pos, ok := r.keys[key]
+	if !ok || key == "" {
+		return chat.Event{}, notFound("event with key", key)
+	}
+	return ownEvent(*r.event(pos)), nil
+}
+
+func (t *readTx) Timer(kind chat.TimerKind, roomID, memberID chat.ID) (chat.Timer, error) {
+	tm, ok := t.timers[timerKey{kind, roomID, memberID}]
+	if !ok {
+		return chat.Timer{}, notFound("timer", kind)
+	}
+	return tm, nil
+}
+
+func (t *readTx) Timers(until time.Time, limit int) ([]chat.Timer, error) {
+	var out []chat.Timer
+	for _, tm := range t.timers {
+		if !tm.At.After(until) {
+			out = append(out, tm)
+		}
+	}
+	slices.SortFunc(out, compareTimers)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// compareTimers orders timers as Timers returns them: by time, then kind, room and member.
+func compareTimers(a, b chat.Timer) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	if a.Kind != b.Kind {
+		if a.Kind < b.Kind {
+			return -1
+		}
+		return 1
+	}
+	if c := compareID(a.Room, b.Room); c != 0 {
+		return c
+	}
+	return compareID(a.Member, b.Member)
 }

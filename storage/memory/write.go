@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -60,6 +61,15 @@ func (tx *writeTx) Events(r chat.ID, from uint64, limit int, back bool, dst []ch
 	return tx.read().Events(r, from, limit, back, dst)
 }
 func (tx *writeTx) Revision(r chat.ID, p uint64) (uint64, error) { return tx.read().Revision(r, p) }
+func (tx *writeTx) EventByKey(r chat.ID, key string) (chat.Event, error) {
+	return tx.read().EventByKey(r, key)
+}
+func (tx *writeTx) Timer(k chat.TimerKind, r, m chat.ID) (chat.Timer, error) {
+	return tx.read().Timer(k, r, m)
+}
+func (tx *writeTx) Timers(until time.Time, limit int) ([]chat.Timer, error) {
+	return tx.read().Timers(until, limit)
+}
 
 func (tx *writeTx) AfterCommit(f func()) { tx.after = append(tx.after, f) }
 
@@ -198,6 +208,13 @@ func (tx *writeTx) DeleteRoom(id chat.ID) error {
 	if r.r.Name != "" {
 		delete(s.roomNames, r.r.Name)
 	}
+	timers := map[timerKey]chat.Timer{}
+	for k, tm := range s.timers {
+		if k.room == id {
+			timers[k] = tm
+			delete(s.timers, k)
+		}
+	}
 	removed := map[chat.ID]chat.ID{}
 	for userID := range r.byUser {
 		if rooms := s.memberships[userID]; rooms != nil {
@@ -209,6 +226,7 @@ func (tx *writeTx) DeleteRoom(id chat.ID) error {
 		}
 	}
 	tx.onUndo(func() {
+		maps.Copy(s.timers, timers)
 		s.rooms[id] = r
 		insertID(&s.roomOrder, id)
 		if r.r.Name != "" {
@@ -299,6 +317,11 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	if err != nil {
 		return err
 	}
+	if ev.Key != "" {
+		if _, taken := r.keys[ev.Key]; taken {
+			return fmt.Errorf("memory store: key %q in room %s: %w", ev.Key, ev.RoomID, chat.ErrConflict)
+		}
+	}
 	prevTime := r.r.LastTime
 	ev.Pos = r.r.LastPos + 1
 	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
@@ -322,6 +345,45 @@ func (tx *writeTx) Append(ev *chat.Event) error {
 	*c = append(*c, *ev)
 	r.r.LastPos, r.r.LastTime = ev.Pos, ev.Time
 	tx.undo = append(tx.undo, undo{appended: r, lastTime: prevTime})
+	if ev.Key != "" {
+		if r.keys == nil {
+			r.keys = make(map[string]uint64)
+		}
+		r.keys[ev.Key] = ev.Pos
+		key := ev.Key
+		tx.onUndo(func() { delete(r.keys, key) })
+	}
+	return nil
+}
+
+func (tx *writeTx) PutTimer(t chat.Timer) error {
+	if _, err := tx.read().room(t.Room); err != nil {
+		return err
+	}
+	s := tx.s
+	k := timerKey{t.Kind, t.Room, t.Member}
+	old, had := s.timers[k]
+	t.At = t.At.UTC().Truncate(time.Microsecond)
+	s.timers[k] = t
+	tx.onUndo(func() {
+		if had {
+			s.timers[k] = old
+		} else {
+			delete(s.timers, k)
+		}
+	})
+	return nil
+}
+
+func (tx *writeTx) DeleteTimer(kind chat.TimerKind, roomID, memberID chat.ID) error {
+	s := tx.s
+	k := timerKey{kind, roomID, memberID}
+	old, had := s.timers[k]
+	if !had {
+		return nil
+	}
+	delete(s.timers, k)
+	tx.onUndo(func() { s.timers[k] = old })
 	return nil
 }
 

@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"encoding/binary"
+	"time"
 
 	"github.com/parley-chat/chat"
 )
@@ -17,6 +18,8 @@ type Snapshot struct {
 	Rooms []RoomSnapshot
 	// Memberships is each user's Memberships, in the order of Users.
 	Memberships [][]chat.Member
+	// Timers are every timer, earliest first.
+	Timers []chat.Timer
 }
 
 // RoomSnapshot is one room of a Snapshot.
@@ -45,6 +48,9 @@ func Dump(ctx context.Context, s chat.Store) (Snapshot, error) {
 				return err
 			}
 			snap.Memberships = append(snap.Memberships, ms)
+		}
+		if snap.Timers, err = tx.Timers(time.Unix(1<<40, 0), 0); err != nil {
+			return err
 		}
 		rooms, err := tx.Rooms(chat.ListFilter{})
 		if err != nil {
@@ -113,6 +119,10 @@ func (snap Snapshot) Normalize() Snapshot {
 		}
 		out.Memberships = append(out.Memberships, nms)
 	}
+	for _, tm := range snap.Timers {
+		tm.Room, tm.Member = n.id(tm.Room), n.id(tm.Member)
+		out.Timers = append(out.Timers, tm)
+	}
 	return out
 }
 
@@ -157,6 +167,7 @@ func cloneMap(m map[string]string) map[string]string {
 // and bodies alike).
 func (snap Snapshot) Equal(other Snapshot) bool {
 	return sliceEqual(snap.Users, other.Users, userEqual) &&
+		sliceEqual(snap.Timers, other.Timers, timerEqual) &&
 		sliceEqual(snap.Rooms, other.Rooms, roomSnapEqual) &&
 		len(snap.Memberships) == len(other.Memberships) &&
 		func() bool {
@@ -211,20 +222,25 @@ func memberEqual(a, b *chat.Member) bool {
 		a.Nickname == b.Nickname && a.Role == b.Role && a.JoinNumber == b.JoinNumber &&
 		a.Delivered == b.Delivered && a.Read == b.Read && a.InvitedBy == b.InvitedBy &&
 		a.InvitedAt.Equal(b.InvitedAt) && a.JoinedAt.Equal(b.JoinedAt) && a.LeftAt.Equal(b.LeftAt) &&
-		a.Pos == b.Pos
+		a.Pos == b.Pos && a.TypingUntil.Equal(b.TypingUntil) && a.TypingText == b.TypingText
 }
 
 // comparedFields is how many fields the comparisons above know of each type; a test fails
 // when the engine adds one, so that they (and every Store's encoding) are updated.
-var comparedFields = map[string]int{"User": 8, "Room": 13, "Member": 14, "Event": 13}
+var comparedFields = map[string]int{"User": 8, "Room": 13, "Member": 16, "Event": 15}
 
 func eventEqual(a, b *chat.Event) bool {
 	return a.RoomID == b.RoomID && a.Pos == b.Pos && a.ID == b.ID && a.Type == b.Type && a.Name == b.Name &&
 		a.From == b.From && a.User == b.User && a.To == b.To && a.Text == b.Text &&
-		string(a.Body) == string(b.Body) && a.Ref == b.Ref && a.Visibility == b.Visibility && a.Time.Equal(b.Time)
+		string(a.Body) == string(b.Body) && a.Ref == b.Ref && a.Visibility == b.Visibility && a.Time.Equal(b.Time) &&
+		a.Key == b.Key && a.Prev == b.Prev
 }
 
 func roomSnapEqual(a, b *RoomSnapshot) bool {
 	return roomEqual(&a.Room, &b.Room) && sliceEqual(a.Members, b.Members, memberEqual) &&
 		sliceEqual(a.Events, b.Events, eventEqual) && mapEqual(a.Revisions, b.Revisions)
+}
+
+func timerEqual(a, b *chat.Timer) bool {
+	return a.Kind == b.Kind && a.Room == b.Room && a.Member == b.Member && a.At.Equal(b.At)
 }

@@ -69,6 +69,8 @@ var tests = []struct {
 	{"Event", testEvent},
 	{"Events", testEvents},
 	{"Revisions", testRevisions},
+	{"EventByKey", testEventByKey},
+	{"Timers", testTimers},
 	{"DeleteRoom", testDeleteRoom},
 	{"DeleteUser", testDeleteUser},
 	{"ReadYourWrites", testReadYourWrites},
