@@ -83,13 +83,13 @@ const formatVersion = "parley-bolt 1"
 
 // Root bucket names. Per-room buckets are a kind byte followed by the room ID.
 var (
-	bMeta        = []byte("meta")
-	bUsers       = []byte("users")
-	bUserNames   = []byte("user_names")
-	bRooms       = []byte("rooms")
-	bRoomNames   = []byte("room_names")
-	bMemberships  = []byte("memberships") // user ID + room ID → latest member ID
-	bTimers       = []byte("timers")        // see timerKey
+	bMeta         = []byte("meta")
+	bUsers        = []byte("users")
+	bUserNames    = []byte("user_names")
+	bRooms        = []byte("rooms")
+	bRoomNames    = []byte("room_names")
+	bMemberships  = []byte("memberships")    // user ID + room ID → latest member ID
+	bTimers       = []byte("timers")         // see timerKey
 	bTimersByTime = []byte("timers_by_time") // see timerTimeKey
 	kFormat       = []byte("format")
 	// fixedBuckets are made when missing: a file made before a bucket was added gets it at
