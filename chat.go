@@ -77,6 +77,9 @@ type options struct {
 	followBuffer int
 	feedBuffer   int
 	entropy      io.Reader
+	bus          Bus
+	busSet       bool
+	pollEvery    time.Duration
 }
 
 // WithClock sets the clock (default: the system clock).
@@ -105,6 +108,16 @@ func WithFeedBuffer(n int) Option { return func(o *options) { o.feedBuffer = n }
 // Engine that serves callers a predictable reader.
 func WithEntropy(r io.Reader) Option { return func(o *options) { o.entropy = r } }
 
+// WithBus sets the Bus through which the Engine learns what other processes sharing its
+// Store commit. By default an Engine on a BusStore uses the store's Bus, and one on any other
+// Store has none; WithBus(nil) turns it off (only for a process that is alone on the store).
+func WithBus(b Bus) Option { return func(o *options) { o.bus, o.busSet = b, true } }
+
+// WithTimerPoll sets how often the Engine loads the timers due soon from the Store (default:
+// every second on a shared store, every minute otherwise). A timer another process set, or one
+// whose process is gone, is acted on within about this long of its time.
+func WithTimerPoll(d time.Duration) Option { return func(o *options) { o.pollEvery = d } }
+
 // Engine is the chat engine. Its methods are safe for concurrent use.
 type Engine struct {
 	store  Store
@@ -115,7 +128,7 @@ type Engine struct {
 	hubs   hubs
 	feeds  feeds
 	timers *scheduler
-	typing typingTable
+	bus    *busSync // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
 	// succeeds; Health reports it.
@@ -143,19 +156,34 @@ func Open(ctx context.Context, store Store, opt ...Option) (*Engine, error) {
 	for _, f := range opt {
 		f(&o)
 	}
-	if o.typingTTL <= 0 || o.maxMessage <= 0 || o.followBuffer <= 0 || o.feedBuffer <= 0 {
+	if o.typingTTL <= 0 || o.maxMessage <= 0 || o.followBuffer <= 0 || o.feedBuffer <= 0 || o.pollEvery < 0 {
 		return nil, invalidf("option out of range")
 	}
 	e := &Engine{store: store, opts: o, clock: o.clock, log: o.logger, ids: newIDSource(o.entropy)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.hubs.init(e)
 	e.feeds.init(o.feedBuffer)
-	e.typing.init()
-	e.timers = newScheduler(e)
-	if err := e.scheduleRoomTTLs(ctx); err != nil {
-		e.cancel()
-		return nil, err
+	bus := o.bus
+	if bs, ok := store.(BusStore); ok && !o.busSet {
+		bus = bs.Bus()
 	}
+	pollEvery := o.pollEvery
+	if pollEvery == 0 {
+		pollEvery = time.Minute // alone on its store, the engine knows every timer it sets
+		if bus != nil {
+			pollEvery = time.Second // others set timers too
+		}
+	}
+	e.timers = newScheduler(e, pollEvery)
+	if bus != nil {
+		b, err := startBusSync(ctx, e, bus)
+		if err != nil {
+			e.cancel()
+			return nil, err
+		}
+		e.bus = b
+	}
+	e.timers.startPolling()
 	return e, nil
 }
 
@@ -165,6 +193,9 @@ func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.cancel()
 		e.timers.stop()
+		if e.bus != nil {
+			e.bus.wait()
+		}
 		e.bg.Wait()
 		e.hubs.closeAll(ErrClosed)
 		e.feeds.closeAll()
@@ -196,11 +227,17 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 	err := e.store.Update(ctx, w.run)
 	e.noteWrite(err)
 	var first Event
-	if err == nil && len(w.events) > 0 {
-		first = w.events[0]
+	if err == nil {
+		if len(w.events) > 0 {
+			first = w.events[0]
+		}
+		for _, t := range w.armed {
+			e.timers.arm(t)
+		}
 	}
 	clear(w.events)
-	w.e, w.fn, w.Tx, w.events = nil, nil, nil, w.events[:0]
+	clear(w.armed)
+	w.e, w.fn, w.Tx, w.events, w.armed = nil, nil, nil, w.events[:0], w.armed[:0]
 	w.ev, w.scratch = Event{}, Event{}
 	wtxPool.Put(w)
 	return first, err
@@ -251,6 +288,7 @@ type wtx struct {
 	e       *Engine
 	fn      func(*wtx) error
 	events  []Event
+	armed   []Timer // to arm in this process once committed
 	run     func(Tx) error
 	publish func()
 
@@ -271,7 +309,8 @@ var wtxPool = sync.Pool{New: func() any {
 func (w *wtx) runTx(tx Tx) error {
 	w.Tx = tx
 	clear(w.events)
-	w.events = w.events[:0] // a rerun starts afresh
+	clear(w.armed)
+	w.events, w.armed = w.events[:0], w.armed[:0] // a rerun starts afresh
 	if err := w.fn(w); err != nil {
 		return err
 	}
@@ -282,6 +321,15 @@ func (w *wtx) runTx(tx Tx) error {
 }
 
 func (w *wtx) publishEvents() { w.e.publish(w.events) }
+
+// setTimer stores t and arms it in this process once the transaction commits.
+func (w *wtx) setTimer(t Timer) error {
+	if err := w.PutTimer(t); err != nil {
+		return err
+	}
+	w.armed = append(w.armed, t)
+	return nil
+}
 
 // append stamps ev with an ID and time, unless its caller did, appends it and returns it as
 // stored.

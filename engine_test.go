@@ -296,16 +296,16 @@ func TestTypingExpiresAndEndsOnSend(t *testing.T) {
 			t.Fatal(ev, err)
 		}
 		clock.Advance(3 * time.Second) // 6s after start, 3s after renewal
-		if ts := e.Typing(room.ID); len(ts) != 1 || ts[0].Member != am.ID || ts[0].Text != "he" {
+		if ts := must[[]chat.Typist](t)(e.Typing(ctx, room.ID)); len(ts) != 1 || ts[0].Member != am.ID || ts[0].Text != "he" {
 			t.Fatalf("typing after renewal: %+v", ts)
 		}
 		clock.Advance(3 * time.Second)
-		if ts := e.Typing(room.ID); len(ts) != 0 {
+		if ts := must[[]chat.Typist](t)(e.Typing(ctx, room.ID)); len(ts) != 0 {
 			t.Fatalf("typing did not expire: %+v", ts)
 		}
 		must[chat.Event](t)(e.StartTyping(ctx, room.ID, ada.ID, ""))
 		must[chat.Event](t)(e.Send(ctx, room.ID, ada.ID, chat.NewMessage{Text: "hello"}))
-		if ts := e.Typing(room.ID); len(ts) != 0 {
+		if ts := must[[]chat.Typist](t)(e.Typing(ctx, room.ID)); len(ts) != 0 {
 			t.Fatalf("send did not end typing: %+v", ts)
 		}
 		clock.Advance(time.Minute) // the stale timer entry must do nothing
@@ -468,7 +468,7 @@ func TestTypingExpiresOnTheRealClock(t *testing.T) {
 			t.Fatalf("got %v %v, want %s", ev.Type, err, want)
 		}
 	}
-	if ts := e.Typing(room.ID); len(ts) != 0 {
+	if ts := must[[]chat.Typist](t)(e.Typing(ctx, room.ID)); len(ts) != 0 {
 		t.Fatalf("still typing: %+v", ts)
 	}
 }
@@ -574,7 +574,7 @@ func TestDeleteUserEndsTypingAndArmsTTL(t *testing.T) {
 		if err := e.DeleteUser(ctx, u.ID); err != nil {
 			t.Fatal(err)
 		}
-		if ts := e.Typing(room.ID); len(ts) != 0 {
+		if ts := must[[]chat.Typist](t)(e.Typing(ctx, room.ID)); len(ts) != 0 {
 			t.Fatalf("a deleted user is still typing: %+v", ts)
 		}
 		clock.Advance(30 * time.Second)

@@ -11,7 +11,7 @@ func HubRingLen(e *Engine, room ID) int {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.ring) + len(h.early)
+	return len(h.ring)
 }
 
 // FollowerBufCap returns the capacity of a follower's batch buffer.
@@ -35,10 +35,13 @@ func NewIDs(e *Engine, n int) []ID {
 func SetTimerHook(t interface{ Cleanup(func()) }, f func(kind string)) {
 	testHookTimer = func(k timerKey) {
 		kind := "typing"
-		if k.kind == timerRoomTTL {
+		if k.kind == TimerRoomTTL {
 			kind = "ttl"
 		}
 		f(kind)
 	}
 	t.Cleanup(func() { testHookTimer = nil })
 }
+
+// Publish hands events to the engine's followers and feeds as a commit does.
+func Publish(e *Engine, evs []Event) { e.publish(evs) }

@@ -5,15 +5,21 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // publish hands committed events to the followers of their rooms and to every Feed. It runs
-// in commit order (Tx.AfterCommit), so each room's events arrive in position order.
+// after each commit (Tx.AfterCommit); each room's events arrive in position order from a store
+// with one writer, and a hub copes when they do not.
 func (e *Engine) publish(evs []Event) {
 	for i := range evs {
 		if h := e.hubs.get(evs[i].RoomID); h != nil {
 			h.publish(&evs[i])
 		}
+	}
+	if e.bus != nil {
+		e.bus.poke() // feeds of a shared store take every room's events from the Bus, in order
+		return
 	}
 	e.feeds.publish(evs)
 }
@@ -39,7 +45,7 @@ func (hs *hubs) acquire(room ID) *hub {
 	defer hs.mu.Unlock()
 	h := hs.m[room]
 	if h == nil {
-		h = &hub{room: room, max: hs.e.opts.followBuffer, wake: make(chan struct{})}
+		h = &hub{e: hs.e, room: room, max: hs.e.opts.followBuffer, wake: make(chan struct{})}
 		hs.m[room] = h
 	}
 	h.refs++
@@ -61,6 +67,17 @@ func (hs *hubs) deleted(room ID) {
 	}
 }
 
+// rooms returns the IDs of the followed rooms.
+func (hs *hubs) rooms() []ID {
+	hs.mu.RLock()
+	defer hs.mu.RUnlock()
+	ids := make([]ID, 0, len(hs.m))
+	for id := range hs.m {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (hs *hubs) closeAll(err error) {
 	hs.mu.RLock()
 	defer hs.mu.RUnlock()
@@ -70,38 +87,37 @@ func (hs *hubs) closeAll(err error) {
 }
 
 // hub keeps a followed room's recent events in a ring and wakes its followers. Positions
-// low..high are in the ring; everything up to high is durable in the store.
+// low..high are in the ring, and everything up to known is durable in the store. When known
+// passes high (another process appended, or this process's commits arrived out of order), one
+// reader, the hub's fill, brings the ring up to known from the store, for all its followers.
 type hub struct {
+	e    *Engine
 	room ID
 	max  int // the ring's largest size
 	refs int // guarded by hubs.mu
 
-	mu    sync.Mutex
-	ready bool   // high is known
-	high  uint64 // last position published
-	low   uint64 // first position in the ring
-	ring  []Event
-	early []Event // published before ready
-	wake  chan struct{}
-	err   error
+	mu      sync.Mutex
+	ready   bool   // high is known
+	high    uint64 // last position in the ring
+	low     uint64 // first position in the ring
+	known   uint64 // last position known to be committed
+	filling bool   // a fill goroutine is running
+	ring    []Event
+	wake    chan struct{}
+	err     error
 }
 
-// start sets the hub's position from the store the first time a follower arrives; events
-// published while that read was under way are kept if they come after it.
+// start sets the hub's position from the store the first time a follower arrives; what was
+// published meanwhile is read from the store.
 func (h *hub) start(last uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ready {
+		h.advanceLocked(last)
 		return
 	}
 	h.ready, h.high, h.low = true, last, last+1
-	early := h.early
-	h.early = nil
-	for i := range early {
-		if early[i].Pos == h.high+1 {
-			h.put(&early[i])
-		}
-	}
+	h.advanceLocked(last)
 }
 
 func (h *hub) publish(ev *Event) {
@@ -110,14 +126,89 @@ func (h *hub) publish(ev *Event) {
 	switch {
 	case h.err != nil:
 	case !h.ready:
-		if len(h.early) < h.max {
-			h.early = append(h.early, *ev)
-		}
+		h.known = max(h.known, ev.Pos) // start reads it
 	case ev.Pos == h.high+1:
 		h.put(ev)
-		close(h.wake)
-		h.wake = make(chan struct{})
+		h.known = max(h.known, h.high)
+		h.notify()
+	case ev.Pos > h.high+1:
+		h.advanceLocked(ev.Pos)
 	}
+}
+
+// advance tells the hub that positions up to pos are committed.
+func (h *hub) advance(pos uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.advanceLocked(pos)
+}
+
+func (h *hub) advanceLocked(pos uint64) {
+	h.known = max(h.known, pos)
+	if h.ready && h.err == nil && h.known > h.high && !h.filling {
+		h.filling = true
+		h.e.bg.Add(1)
+		go h.fill()
+	}
+}
+
+func (h *hub) notify() {
+	close(h.wake)
+	h.wake = make(chan struct{})
+}
+
+// fill reads the store into the ring until it holds everything known to be committed.
+func (h *hub) fill() {
+	defer h.e.bg.Done()
+	var buf []Event
+	backoff := 10 * time.Millisecond
+	for {
+		h.mu.Lock()
+		if h.err != nil || h.high >= h.known || h.e.closed() {
+			h.filling = false
+			h.mu.Unlock()
+			return
+		}
+		from := h.high + 1
+		h.mu.Unlock()
+		var err error
+		buf, err = h.e.readEvents(h.e.ctx, h.room, from, followBatch, buf[:0])
+		if isNotFound(err) {
+			h.fail(fmt.Errorf("chat: room %s was deleted: %w", h.room, ErrNotFound))
+			continue
+		}
+		if err != nil || len(buf) == 0 {
+			if err != nil && !h.e.closed() {
+				h.e.log.Warn("chat: reading a followed room", "room", h.room, "err", err)
+			}
+			select { // the store is down or behind what we were told: try again soon
+			case <-time.After(backoff):
+			case <-h.e.ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		h.mu.Lock()
+		for i := range buf {
+			if buf[i].Pos == h.high+1 {
+				h.put(&buf[i])
+			}
+		}
+		h.known = max(h.known, h.high)
+		h.notify()
+		h.mu.Unlock()
+		clear(buf)
+	}
+}
+
+// readEvents reads up to limit events of a room from position from on.
+func (e *Engine) readEvents(ctx context.Context, room ID, from uint64, limit int, dst []Event) ([]Event, error) {
+	err := e.store.View(ctx, func(tx ReadTx) (err error) {
+		dst, err = tx.Events(room, from, limit, false, dst)
+		return err
+	})
+	return dst, err
 }
 
 // put adds the next event to the ring, growing it up to max and then overwriting the oldest.
@@ -313,6 +404,21 @@ func (fs *feeds) publish(evs []Event) {
 	defer fs.mu.RUnlock()
 	for f := range fs.all {
 		f.push(evs)
+	}
+}
+
+// lagged tells every Feed that events were lost, as if each had fallen behind.
+func (fs *feeds) lagged() {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	for f := range fs.all {
+		f.mu.Lock()
+		f.lagged = true
+		f.mu.Unlock()
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,3 +274,56 @@ func TestTryNextAndReady(t *testing.T) {
 		wantErr(t, func() error { _, _, err := f.TryNext(ctx); return err }(), chat.ErrClosed)
 	})
 }
+
+// TestHubFillsOutOfOrderPublishes: a store with several writers may publish a room's events
+// out of order; the hub reads what it lacks from the store and followers still get every
+// event once, in order.
+func TestHubFillsOutOfOrderPublishes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		checkNoLeak(t)
+		quiet := &quietStore{}
+		e, _ := newEngine(t, func(tb testing.TB) chat.Store { quiet.Store = newStore(tb); return quiet })
+		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
+		defer f.Close()
+		// Append three notices while the store publishes nothing, then publish the third
+		// alone and the first after it.
+		quiet.on.Store(true)
+		var evs []chat.Event
+		for i := range 3 {
+			evs = append(evs, must[chat.Event](t)(e.Notice(ctx, room.ID, fmt.Sprint(i))))
+		}
+		chat.Publish(e, evs[2:3])
+		chat.Publish(e, evs[0:1])
+		deadline, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		for _, want := range evs {
+			got, err := f.Next(deadline)
+			if err != nil || got.Pos != want.Pos || got.Text != want.Text {
+				t.Fatalf("got %d %q, %v; want %d %q", got.Pos, got.Text, err, want.Pos, want.Text)
+			}
+		}
+		if ev, ok, err := f.TryNext(ctx); ok || err != nil {
+			t.Fatalf("an extra event: %+v %v", ev, err)
+		}
+	})
+}
+
+// quietStore runs no AfterCommit function while on is set, so that a test publishes itself.
+type quietStore struct {
+	chat.Store
+	on atomic.Bool
+}
+
+func (s *quietStore) Update(ctx context.Context, fn func(chat.Tx) error) error {
+	return s.Store.Update(ctx, func(tx chat.Tx) error {
+		if s.on.Load() {
+			return fn(quietTx{tx})
+		}
+		return fn(tx)
+	})
+}
+
+type quietTx struct{ chat.Tx }
+
+func (quietTx) AfterCommit(func()) {}

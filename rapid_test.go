@@ -598,7 +598,11 @@ func (m *engineMachine) Check(t *rapid.T) {
 			}
 		}
 		var got []chat.ID
-		for _, ty := range m.e.Typing(r.id) {
+		typists, err := m.e.Typing(ctx, r.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ty := range typists {
 			got = append(got, ty.User)
 		}
 		slices.SortFunc(want, compareIDs)

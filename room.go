@@ -222,6 +222,11 @@ func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
 				return err
 			}
 		}
+		if r.EmptyTTL > 0 && len(n.Members) == 0 {
+			if err := tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: now.Add(r.EmptyTTL)}); err != nil {
+				return err
+			}
+		}
 		r, err := tx.Room(r.ID)
 		created = r
 		return err
@@ -229,11 +234,7 @@ func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
 	if err != nil {
 		return Room{}, err
 	}
-	r = created
-	if r.EmptyTTL > 0 && len(n.Members) == 0 {
-		e.timers.add(now.Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
-	}
-	return r, nil
+	return created, nil
 }
 
 // Room returns a room, or ErrNotFound.
@@ -298,11 +299,14 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 			r.Attributes = attrs
 		}
 		r.UpdatedAt = tx.e.now()
-		return tx.PutRoom(r)
+		if err := tx.PutRoom(r); err != nil {
+			return err
+		}
+		if up.EmptyTTL != nil {
+			return tx.armRoomTTL(r)
+		}
+		return nil
 	})
-	if err == nil && r.EmptyTTL > 0 {
-		e.timers.add(e.now().Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
-	}
 	return r, err
 }
 
@@ -313,7 +317,6 @@ func (e *Engine) DeleteRoom(ctx context.Context, id ID) error {
 	if err != nil {
 		return err
 	}
-	e.typing.dropRoom(id)
 	e.hubs.deleted(id)
 	return nil
 }
@@ -334,13 +337,22 @@ func (e *Engine) EndRoom(ctx context.Context, id ID) (Event, error) {
 		if err := tx.PutRoom(r); err != nil {
 			return err
 		}
+		// Nobody types in an ended room: the end ends every indicator.
+		ms, err := tx.Members(id)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if err := tx.clearTyping(&m); err != nil {
+				return err
+			}
+		}
 		_, err = tx.append(Event{RoomID: id, Type: EventEnded})
 		return err
 	})
 	if err != nil {
 		return Event{}, err
 	}
-	e.typing.dropRoom(id)
 	return ev, nil
 }
 
@@ -457,6 +469,11 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 	if err := tx.PutRoom(r); err != nil {
 		return Member{}, err
 	}
+	if r.EmptyTTL > 0 { // not empty any more
+		if err := tx.DeleteTimer(TimerRoomTTL, roomID, ID{}); err != nil {
+			return Member{}, err
+		}
+	}
 	err = tx.record(&m, Event{RoomID: roomID, Type: EventJoined, From: m.ID, User: userID, Text: m.Nickname})
 	return m, err
 }
@@ -483,8 +500,6 @@ func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
 	if err != nil {
 		return Member{}, err
 	}
-	e.typing.stop(typingKey{roomID, m.ID})
-	e.scheduleIfEmpty(ctx, roomID)
 	return m, nil
 }
 
@@ -499,10 +514,21 @@ func (tx *wtx) record(m *Member, ev Event) error {
 	return tx.PutMember(*m)
 }
 
+// leave ends a membership: its typing ends with it, and a room it leaves empty starts its
+// TTL.
 func (tx *wtx) leave(m Member) (Member, error) {
+	if err := tx.clearTyping(&m); err != nil {
+		return Member{}, err
+	}
 	m.State, m.LeftAt = Left, tx.e.now()
-	err := tx.record(&m, Event{RoomID: m.RoomID, Type: EventLeft, From: m.ID, User: m.UserID})
-	return m, err
+	if err := tx.record(&m, Event{RoomID: m.RoomID, Type: EventLeft, From: m.ID, User: m.UserID}); err != nil {
+		return Member{}, err
+	}
+	r, err := tx.Room(m.RoomID)
+	if err != nil {
+		return Member{}, err
+	}
+	return m, tx.armRoomTTL(r)
 }
 
 // MemberUpdate changes the fields of a membership that are not nil.
@@ -643,23 +669,20 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 	return m, err
 }
 
-// scheduleIfEmpty arms a room's TTL if it has one and no joined member.
-func (e *Engine) scheduleIfEmpty(ctx context.Context, roomID ID) {
-	var ttl time.Duration
-	_ = e.view(ctx, func(tx ReadTx) error {
-		r, err := tx.Room(roomID)
-		if err != nil || r.EmptyTTL == 0 {
+// armRoomTTL sets the TTL timer of r if it has a TTL and no joined member, and removes it
+// otherwise.
+func (tx *wtx) armRoomTTL(r Room) error {
+	empty := false
+	if r.EmptyTTL > 0 {
+		var err error
+		if empty, err = isEmpty(tx, r.ID); err != nil {
 			return err
 		}
-		if empty, err := isEmpty(tx, roomID); err != nil || !empty {
-			return err
-		}
-		ttl = r.EmptyTTL
-		return nil
-	})
-	if ttl > 0 {
-		e.timers.add(e.now().Add(ttl), timerKey{kind: timerRoomTTL, room: roomID})
 	}
+	if !empty {
+		return tx.DeleteTimer(TimerRoomTTL, r.ID, ID{})
+	}
+	return tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: tx.e.now().Add(r.EmptyTTL)})
 }
 
 func isEmpty(tx ReadTx, roomID ID) (bool, error) {
@@ -675,60 +698,31 @@ func isEmpty(tx ReadTx, roomID ID) (bool, error) {
 	return true, nil
 }
 
-// expireRoom deletes a room whose TTL has run out while it had no joined member.
-func (e *Engine) expireRoom(roomID ID) {
-	deleted := false
-	_, err := e.update(e.ctx, func(tx *wtx) error {
-		deleted = false
-		r, err := tx.Room(roomID)
-		if err != nil || r.EmptyTTL == 0 {
-			return nil // gone already, or no longer has a TTL
-		}
-		empty, err := isEmpty(tx, roomID)
-		if err != nil || !empty {
-			return err
-		}
-		since := r.CreatedAt
-		if r.LastTime.After(since) {
-			since = r.LastTime
-		}
-		if tx.e.now().Sub(since) < r.EmptyTTL {
-			return nil // activity since; a later timer is armed
-		}
-		deleted = true
-		return tx.DeleteRoom(roomID)
-	})
+// expireRoom acts on a due TimerRoomTTL: it deletes the room if it has had no joined member and
+// no event for its TTL, and reports whether it did.
+func (tx *wtx) expireRoom(t Timer, now time.Time) (bool, error) {
+	r, err := tx.Room(t.Room)
+	if isNotFound(err) {
+		return false, nil // gone already, with its timers
+	}
 	if err != nil {
-		e.log.Warn("chat: room TTL", "room", roomID, "err", err)
-		return
+		return false, err
 	}
-	if deleted {
-		e.typing.dropRoom(roomID)
-		e.hubs.deleted(roomID)
+	empty := false
+	if r.EmptyTTL > 0 {
+		if empty, err = isEmpty(tx, r.ID); err != nil {
+			return false, err
+		}
 	}
-}
-
-// scheduleRoomTTLs arms the TTL of every empty room that has one, at Open.
-func (e *Engine) scheduleRoomTTLs(ctx context.Context) error {
-	return e.store.View(ctx, func(tx ReadTx) error {
-		rooms, err := tx.Rooms(ListFilter{})
-		if err != nil {
-			return err
-		}
-		for _, r := range rooms {
-			if r.EmptyTTL == 0 {
-				continue
-			}
-			if empty, err := isEmpty(tx, r.ID); err != nil {
-				return err
-			} else if empty {
-				since := r.CreatedAt
-				if r.LastTime.After(since) {
-					since = r.LastTime
-				}
-				e.timers.add(since.Add(r.EmptyTTL), timerKey{kind: timerRoomTTL, room: r.ID})
-			}
-		}
-		return nil
-	})
+	if !empty {
+		return false, tx.DeleteTimer(t.Kind, t.Room, t.Member)
+	}
+	since := r.CreatedAt
+	if r.LastTime.After(since) {
+		since = r.LastTime
+	}
+	if due := since.Add(r.EmptyTTL); due.After(now) { // activity since: later
+		return false, tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: due})
+	}
+	return true, tx.DeleteRoom(r.ID)
 }

@@ -7,15 +7,14 @@ import (
 	"time"
 )
 
-type timerKind uint8
-
-const (
-	timerTyping timerKind = iota + 1
-	timerRoomTTL
-)
+// Timers (typing expiry, room TTLs) are kept in the Store, so that they outlive the process
+// that set them. Each Engine arms the ones it sets, and loads the ones due soon from the Store
+// now and then (the poll), which brings it those set before it opened and those other
+// processes set. Acting on a timer is a transaction that reads it again and does nothing if
+// it is gone or no longer due, so two processes acting on one timer do no more than one.
 
 type timerKey struct {
-	kind   timerKind
+	kind   TimerKind
 	room   ID
 	member ID
 }
@@ -38,9 +37,9 @@ func (h *timerHeap) Pop() any {
 	return it
 }
 
-// scheduler is the engine's one timer: a heap of deadlines (typing expiry, room TTLs) and a
-// single clock timer armed for the earliest. Entries are checked when they fire, so a renewed
-// deadline simply leaves a stale entry behind that does nothing.
+// scheduler is the engine's one clock timer: a heap of deadlines and a single clock timer
+// armed for the earliest. Entries are checked in the Store when they fire, so a moved or
+// cancelled deadline leaves a stale entry behind that does nothing.
 type scheduler struct {
 	e       *Engine
 	mu      sync.Mutex
@@ -48,17 +47,26 @@ type scheduler struct {
 	armedAt time.Time
 	cancel  func() bool
 	stopped bool
+
+	pollEvery  time.Duration
+	pollCancel func() bool
 }
 
-func newScheduler(e *Engine) *scheduler { return &scheduler{e: e} }
+// pollBatch is the most timers one poll loads.
+const pollBatch = 1000
 
-func (s *scheduler) add(at time.Time, k timerKey) {
+func newScheduler(e *Engine, pollEvery time.Duration) *scheduler {
+	return &scheduler{e: e, pollEvery: pollEvery}
+}
+
+// arm schedules t in this process.
+func (s *scheduler) arm(t Timer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return
 	}
-	heap.Push(&s.h, timerItem{at, k})
+	heap.Push(&s.h, timerItem{t.At, timerKey{t.Kind, t.Room, t.Member}})
 	s.armLocked()
 }
 
@@ -85,10 +93,15 @@ func (s *scheduler) fire() {
 		return
 	}
 	s.cancel = nil
-	now := s.e.clock.Now()
+	now := s.e.now()
 	var due []timerKey
+	seen := make(map[timerKey]bool)
 	for len(s.h) > 0 && !s.h[0].at.After(now) {
-		due = append(due, heap.Pop(&s.h).(timerItem).key)
+		k := heap.Pop(&s.h).(timerItem).key
+		if !seen[k] { // a timer armed twice (set here, then loaded by a poll) acts once
+			seen[k] = true
+			due = append(due, k)
+		}
 	}
 	s.e.bg.Add(1)
 	s.mu.Unlock()
@@ -116,25 +129,97 @@ func (s *scheduler) run(k timerKey, now time.Time) {
 	if testHookTimer != nil {
 		testHookTimer(k)
 	}
-	switch k.kind {
-	case timerTyping:
-		if _, err := s.e.endTyping(s.e.ctx, typingKey{k.room, k.member}, now); err != nil && !s.e.closed() {
-			s.e.log.Warn("chat: typing expiry", "room", k.room, "err", err)
-		}
-	case timerRoomTTL:
-		s.e.expireRoom(k.room)
-	}
+	s.e.fireTimer(k, now)
 }
 
 // testHookTimer, when set by a test, runs before each deadline's work.
 var testHookTimer func(timerKey)
 
+// startPolling loads the timers due soon now and then every pollEvery.
+func (s *scheduler) startPolling() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.pollCancel = s.e.clock.AfterFunc(0, s.poll)
+}
+
+// poll arms the timers due within two poll intervals.
+func (s *scheduler) poll() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.e.bg.Add(1)
+	s.mu.Unlock()
+	defer s.e.bg.Done()
+
+	var due []Timer
+	err := s.e.store.View(s.e.ctx, func(tx ReadTx) (err error) {
+		due, err = tx.Timers(s.e.now().Add(2*s.pollEvery), pollBatch)
+		return err
+	})
+	if err != nil && !s.e.closed() {
+		s.e.log.Warn("chat: loading timers", "err", err)
+	}
+	for _, t := range due {
+		if t.Kind == TimerTyping || t.Kind == TimerRoomTTL { // a newer engine's kinds are its own
+			s.arm(t)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped {
+		s.pollCancel = s.e.clock.AfterFunc(s.pollEvery, s.poll)
+	}
+}
+
 func (s *scheduler) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopped = true
-	if s.cancel != nil {
-		s.cancel()
-		s.cancel = nil
+	for _, c := range []func() bool{s.cancel, s.pollCancel} {
+		if c != nil {
+			c()
+		}
+	}
+	s.cancel, s.pollCancel = nil, nil
+}
+
+// fireTimer acts on the timer k, due at or before now, if the Store still has it due.
+func (e *Engine) fireTimer(k timerKey, now time.Time) {
+	deleted := false
+	_, err := e.update(e.ctx, func(tx *wtx) error {
+		deleted = false
+		t, err := tx.Timer(k.kind, k.room, k.member)
+		if isNotFound(err) {
+			return nil // done already (by another process, perhaps), or cancelled
+		}
+		if err != nil {
+			return err
+		}
+		if t.At.After(now) {
+			tx.armed = append(tx.armed, t) // moved later
+			return nil
+		}
+		switch t.Kind {
+		case TimerTyping:
+			return tx.expireTyping(t, now)
+		case TimerRoomTTL:
+			deleted, err = tx.expireRoom(t, now)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if !e.closed() {
+			e.log.Warn("chat: timer", "kind", k.kind, "room", k.room, "err", err)
+		}
+		return
+	}
+	if deleted {
+		e.hubs.deleted(k.room)
 	}
 }

@@ -119,7 +119,7 @@ func (e *Engine) Send(ctx context.Context, roomID, userID ID, m NewMessage) (Eve
 	}
 	ev := Event{RoomID: roomID, Type: EventMessage, User: userID, To: m.To, Text: m.Text,
 		Body: cloneBytes(m.Body), Visibility: m.Visibility}
-	return e.post(ctx, ev, true)
+	return e.post(ctx, ev)
 }
 
 // Notice appends a notice from the program (EventNotice); the room need not have members.
@@ -127,7 +127,7 @@ func (e *Engine) Notice(ctx context.Context, roomID ID, text string) (Event, err
 	if err := e.checkText("text", text, false); err != nil {
 		return Event{}, err
 	}
-	return e.post(ctx, Event{RoomID: roomID, Type: EventNotice, Text: text}, false)
+	return e.post(ctx, Event{RoomID: roomID, Type: EventNotice, Text: text})
 }
 
 // Custom appends a custom event with a type name and a JSON body, from a joined member or
@@ -142,23 +142,17 @@ func (e *Engine) Custom(ctx context.Context, roomID, userID ID, name string, bod
 	if err := e.checkBody(body); err != nil {
 		return Event{}, err
 	}
-	return e.post(ctx, Event{RoomID: roomID, Type: EventCustom, Name: name, User: userID, Body: cloneBytes(body)}, false)
+	return e.post(ctx, Event{RoomID: roomID, Type: EventCustom, Name: name, User: userID, Body: cloneBytes(body)})
 }
 
-// post appends ev from ev.User (a joined member, or System) to an open room.
-func (e *Engine) post(ctx context.Context, ev Event, endsTyping bool) (Event, error) {
+// post appends ev from ev.User (a joined member, or System) to an open room; a message ends
+// its sender's typing.
+func (e *Engine) post(ctx context.Context, ev Event) (Event, error) {
 	// Stamped here rather than in the transaction, which on a group-committing store runs on
 	// its one writer goroutine; the store still makes times increase within the room.
 	ev.Time = e.now()
 	ev.ID = e.ids.New(ev.Time)
-	posted, err := e.updateWith(ctx, postTx, &ev)
-	if err != nil {
-		return Event{}, err
-	}
-	if endsTyping && posted.From != (ID{}) {
-		e.typing.stop(typingKey{posted.RoomID, posted.From})
-	}
-	return posted, nil
+	return e.updateWith(ctx, postTx, &ev)
 }
 
 func postTx(tx *wtx) error {
@@ -172,6 +166,11 @@ func postTx(tx *wtx) error {
 			return err
 		}
 		ev.From = m.ID
+		if ev.Type == EventMessage && !m.TypingUntil.IsZero() {
+			if err := tx.clearTyping(&m); err != nil {
+				return err
+			}
+		}
 	}
 	if ev.To != (ID{}) {
 		if _, err := tx.Member(ev.RoomID, ev.To); err != nil {

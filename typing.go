@@ -2,9 +2,6 @@ package chat
 
 import (
 	"context"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -20,68 +17,21 @@ type Typist struct {
 	Until time.Time
 }
 
-type typingKey struct{ room, member ID }
-
-type typingEntry struct {
-	user  ID
-	text  string
-	until time.Time
-}
-
-// typingTable is who is typing now. It is not stored: typing transitions are events in the
-// transcript, and the table only decides when they are due.
-type typingTable struct {
-	mu sync.Mutex
-	m  map[typingKey]typingEntry
-	n  atomic.Int64 // len(m), read without the lock by stop, on every message
-}
-
-// put and del change m; the caller holds mu.
-func (t *typingTable) put(k typingKey, v typingEntry) {
-	t.m[k] = v
-	t.n.Store(int64(len(t.m)))
-}
-
-func (t *typingTable) del(k typingKey) {
-	delete(t.m, k)
-	t.n.Store(int64(len(t.m)))
-}
-
-func (t *typingTable) init() { t.m = make(map[typingKey]typingEntry) }
-
-// stop forgets k and reports whether it was typing.
-func (t *typingTable) stop(k typingKey) bool {
-	if t.n.Load() == 0 {
-		return false // nobody is typing: the common case of a message
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.m[k]
-	t.del(k)
-	return ok
-}
-
-func (t *typingTable) dropRoom(room ID) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k := range t.m {
-		if k.room == room {
-			t.del(k)
-		}
-	}
-}
+// Typing state lives on the membership record (TypingUntil, TypingText) with a TimerTyping in
+// the store for its expiry, so that every process sharing the store sees it, a message sent
+// through any of them ends it, and it expires even if the process that started it is gone.
 
 // StartTyping marks a joined member as typing until the typing TTL passes, with an optional
 // preview text. It appends EventTypingStarted, and returns it, when the member was not typing
 // or the preview changed; otherwise it only renews the indicator and returns the zero Event.
+// A renewal is written to the store only once the stored expiry is less than half the TTL
+// away, so an indicator ends between half the TTL and the TTL after the last renewal.
 // It returns ErrNotMember, ErrEnded, ErrInvalid for a bad preview.
 func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview string) (Event, error) {
 	if err := e.checkText("preview", preview, true); err != nil {
 		return Event{}, err
 	}
-	var k typingKey
-	var until time.Time
-	ev, err := e.update(ctx, func(tx *wtx) error {
+	return e.update(ctx, func(tx *wtx) error {
 		if _, err := tx.openRoom(roomID); err != nil {
 			return err
 		}
@@ -89,100 +39,100 @@ func (e *Engine) StartTyping(ctx context.Context, roomID, userID ID, preview str
 		if err != nil {
 			return err
 		}
-		k = typingKey{roomID, m.ID}
-		until = tx.e.now().Add(tx.e.opts.typingTTL)
-		e.typing.mu.Lock()
-		cur, typing := e.typing.m[k]
-		if typing && cur.text == preview {
-			e.typing.put(k, typingEntry{userID, preview, until})
-			e.typing.mu.Unlock()
-			return nil
+		now := tx.e.now()
+		until := now.Add(tx.e.opts.typingTTL)
+		if m.TypingUntil.After(now) && m.TypingText == preview {
+			if m.TypingUntil.Sub(now) >= tx.e.opts.typingTTL/2 {
+				return nil // renewed recently enough
+			}
+			m.TypingUntil = until
+			if err := tx.PutMember(m); err != nil {
+				return err
+			}
+			return tx.setTimer(Timer{Kind: TimerTyping, Room: roomID, Member: m.ID, At: until})
 		}
-		e.typing.mu.Unlock()
+		m.TypingUntil, m.TypingText = until, preview
+		if err := tx.PutMember(m); err != nil {
+			return err
+		}
+		if err := tx.setTimer(Timer{Kind: TimerTyping, Room: roomID, Member: m.ID, At: until}); err != nil {
+			return err
+		}
 		_, err = tx.append(Event{RoomID: roomID, Type: EventTypingStarted, From: m.ID, User: userID, Text: preview})
 		return err
 	})
-	if err != nil {
-		return Event{}, err
-	}
-	e.typing.mu.Lock()
-	e.typing.put(k, typingEntry{userID, preview, until})
-	e.typing.mu.Unlock()
-	e.timers.add(until, timerKey{kind: timerTyping, room: roomID, member: k.member})
-	return ev, nil
 }
 
 // StopTyping ends a member's typing indicator, appends EventTypingStopped and returns it. It
 // does nothing and returns the zero Event if the member was not typing. It returns
 // ErrNotMember.
 func (e *Engine) StopTyping(ctx context.Context, roomID, userID ID) (Event, error) {
-	var m Member
-	err := e.view(ctx, func(tx ReadTx) (err error) {
-		m, err = tx.MemberByUser(roomID, userID)
-		return err
-	})
-	if err != nil || m.State != Joined {
-		if err == nil || isNotFound(err) {
-			return Event{}, e.notMember(ctx, roomID, userID)
+	return e.update(ctx, func(tx *wtx) error {
+		m, err := tx.joined(roomID, userID)
+		if err != nil {
+			return err
 		}
-		return Event{}, err
-	}
-	return e.endTyping(ctx, typingKey{roomID, m.ID}, time.Time{})
+		return tx.stopTyping(m, time.Time{})
+	})
 }
 
-func (e *Engine) notMember(ctx context.Context, roomID, userID ID) error {
-	_, err := e.update(ctx, func(tx *wtx) error { _, err := tx.joined(roomID, userID); return err })
+// stopTyping ends m's typing with an EventTypingStopped if it is typing and, when due is not
+// zero, its indicator expires at or before due.
+func (tx *wtx) stopTyping(m Member, due time.Time) error {
+	if m.TypingUntil.IsZero() || (!due.IsZero() && m.TypingUntil.After(due)) {
+		return nil
+	}
+	if err := tx.clearTyping(&m); err != nil {
+		return err
+	}
+	_, err := tx.append(Event{RoomID: m.RoomID, Type: EventTypingStopped, From: m.ID, User: m.UserID})
 	return err
 }
 
-// endTyping appends EventTypingStopped for k if it is typing and, when due is not zero, its
-// indicator expires at or before due.
-func (e *Engine) endTyping(ctx context.Context, k typingKey, due time.Time) (Event, error) {
-	e.typing.mu.Lock()
-	cur, ok := e.typing.m[k]
-	if !ok || (!due.IsZero() && cur.until.After(due)) {
-		e.typing.mu.Unlock()
-		return Event{}, nil
+// clearTyping forgets m's typing without an event (a message or a leave ends it) and stores m.
+func (tx *wtx) clearTyping(m *Member) error {
+	if m.TypingUntil.IsZero() && m.TypingText == "" {
+		return nil
 	}
-	e.typing.del(k)
-	e.typing.mu.Unlock()
-	ev, err := e.update(ctx, func(tx *wtx) error {
-		m, err := tx.Member(k.room, k.member)
-		if err != nil || m.State != Joined {
-			return err // gone or left: its leave ended the typing
+	m.TypingUntil, m.TypingText = time.Time{}, ""
+	if err := tx.PutMember(*m); err != nil {
+		return err
+	}
+	return tx.DeleteTimer(TimerTyping, m.RoomID, m.ID)
+}
+
+// expireTyping acts on a due TimerTyping.
+func (tx *wtx) expireTyping(t Timer, now time.Time) error {
+	m, err := tx.Member(t.Room, t.Member)
+	if isNotFound(err) {
+		return tx.DeleteTimer(t.Kind, t.Room, t.Member)
+	}
+	if err != nil {
+		return err
+	}
+	if m.State != Joined || m.TypingUntil.IsZero() {
+		return tx.DeleteTimer(t.Kind, t.Room, t.Member)
+	}
+	if m.TypingUntil.After(now) { // renewed: expire later
+		return tx.setTimer(Timer{Kind: TimerTyping, Room: t.Room, Member: t.Member, At: m.TypingUntil})
+	}
+	return tx.stopTyping(m, now)
+}
+
+// Typing lists who is typing in a room now, in member ID order. It returns ErrNotFound for an
+// unknown room.
+func (e *Engine) Typing(ctx context.Context, roomID ID) ([]Typist, error) {
+	now := e.now()
+	var ts []Typist
+	err := e.view(ctx, func(tx ReadTx) error {
+		ms, err := tx.Members(roomID)
+		ts = ts[:0]
+		for _, m := range ms {
+			if m.State == Joined && m.TypingUntil.After(now) {
+				ts = append(ts, Typist{Member: m.ID, User: m.UserID, Text: m.TypingText, Until: m.TypingUntil})
+			}
 		}
-		_, err = tx.append(Event{RoomID: k.room, Type: EventTypingStopped, From: m.ID, User: m.UserID})
 		return err
 	})
-	if isNotFound(err) {
-		return Event{}, nil
-	}
-	return ev, err
-}
-
-// Typing lists who is typing in a room now, in member ID order.
-func (e *Engine) Typing(roomID ID) []Typist {
-	now := e.now()
-	e.typing.mu.Lock()
-	var ts []Typist
-	for k, v := range e.typing.m {
-		if k.room == roomID && v.until.After(now) {
-			ts = append(ts, Typist{Member: k.member, User: v.user, Text: v.text, Until: v.until})
-		}
-	}
-	e.typing.mu.Unlock()
-	slices.SortFunc(ts, func(a, b Typist) int { return compareID(a.Member, b.Member) })
-	return ts
-}
-
-func compareID(a, b ID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
+	return ts, err
 }

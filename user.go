@@ -167,9 +167,7 @@ func (e *Engine) UpdateUser(ctx context.Context, id ID, up UserUpdate) (User, er
 // DeleteUser deletes a user. Its memberships that are not left end first: each gets a
 // EventLeft in its room, in the same commit. It returns ErrNotFound.
 func (e *Engine) DeleteUser(ctx context.Context, id ID) error {
-	var ended []Member
 	_, err := e.update(ctx, func(tx *wtx) error {
-		ended = ended[:0]
 		if _, err := tx.User(id); err != nil {
 			return err
 		}
@@ -181,19 +179,11 @@ func (e *Engine) DeleteUser(ctx context.Context, id ID) error {
 			if m.State == Left {
 				continue
 			}
-			if _, err := tx.leave(m); err != nil {
+			if _, err := tx.leave(m); err != nil { // as Leave does: typing ends, an emptied room's TTL starts
 				return err
 			}
-			ended = append(ended, m)
 		}
 		return tx.DeleteUser(id)
 	})
-	if err != nil {
-		return err
-	}
-	for _, m := range ended { // as Leave does: typing ends, an emptied room's TTL starts
-		e.typing.stop(typingKey{m.RoomID, m.ID})
-		e.scheduleIfEmpty(ctx, m.RoomID)
-	}
-	return nil
+	return err
 }

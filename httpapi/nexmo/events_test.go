@@ -79,7 +79,7 @@ func TestEvents(t *testing.T) {
 		// Typing: on appends, renewing appends nothing (200 {}), off appends, off again nothing.
 		step(alice, fmt.Sprintf(`{"type":"text:typing:on","from":%q}`, c.aliceM), 201, 6)
 		step(alice, fmt.Sprintf(`{"type":"text:typing:on","from":%q,"body":{}}`, c.aliceM), 200, 0)
-		if ts := v.e.Typing(c.room); len(ts) != 1 {
+		if ts, err := v.e.Typing(context.Background(), c.room); err != nil || len(ts) != 1 {
 			t.Fatalf("typing %v", ts)
 		}
 		step(alice, fmt.Sprintf(`{"type":"text:typing:off","from":%q}`, c.aliceM), 201, 7)
