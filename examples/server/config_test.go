@@ -148,7 +148,7 @@ func TestDefaultMaxConns(t *testing.T) {
 		{0, true, 1},
 		{1 << 40, true, maxDefaultConns},
 		{math.MaxUint64, true, maxDefaultConns}, // RLIM_INFINITY
-		{0, false, 10_000},
+		{0, false, unlimitedDefaultConns},
 	}
 	for _, tc := range tests {
 		if got := defaultMaxConns(tc.nofile, tc.known); got != tc.want {

@@ -1,19 +1,26 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/testkit"
+	"github.com/parley-chat/chat/limit"
 	"github.com/parley-chat/chat/storage/memory"
 )
 
@@ -121,4 +128,51 @@ func TestHealthzBody(t *testing.T) {
 	if got, want := rec.Body.String(), `{"status":"UP"}`+"\n"; got != want {
 		t.Errorf("body %q, want %q", got, want)
 	}
+}
+
+// TestSweep: the sweeper logs what the limits refused since its last round, once, and stops.
+func TestSweep(t *testing.T) {
+	testkit.CheckLeaks(t)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limit.Listener(inner, limit.Conns{})
+	defer ln.Close()
+	lim := limit.New(limit.Rates{Write: limit.Rate{PerSecond: 1, Burst: 1}})
+	var logs syncBuffer
+	stop := sweep(lim, ln, slog.New(slog.NewTextHandler(&logs, nil)), 5*time.Millisecond)
+	lim.Allow("192.0.2.1", limit.Write)
+	lim.Allow("192.0.2.1", limit.Write) // refused
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "limits refused"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the refusal was never logged")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // several rounds with nothing new refused
+	stop()
+	if n := strings.Count(logs.String(), "limits refused"); n != 1 {
+		t.Errorf("logged %d times:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "writes=1") {
+		t.Errorf("log: %s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

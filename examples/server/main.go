@@ -81,8 +81,7 @@ type config struct {
 // Defaults of the flags that hold the server against a hostile network.
 const (
 	defaultReadHeaderTimeout = 10 * time.Second
-	// Bodies are at most 1 MiB (the surfaces' limit): 30 s is 35 KB/s, slow for any client
-	// that means it.
+	// Bodies are at most 1 MiB (the surfaces' limit): sending one in 30 s takes 35 KB/s.
 	defaultReadTimeout  = 30 * time.Second
 	defaultWriteTimeout = 30 * time.Second // no surface answers with a long poll or a stream
 	// Browsers keep idle connections 60 s (Firefox) to 300 s (Chrome) and open a new one when
@@ -98,17 +97,20 @@ const (
 	fdHeadroom = 64
 	// maxDefaultConns bounds the default of -max-conns when the file limit is huge or none.
 	maxDefaultConns = 1 << 20
+	// unlimitedDefaultConns is the default of -max-conns on a system without a file limit.
+	unlimitedDefaultConns = 10_000
 	// sweepEvery is how often the rate limiter forgets clients that went away.
 	sweepEvery = time.Minute
 )
 
 // defaultMaxConns is the default cap on open connections for a process that may have nofile
-// files open (known false: no such limit on this system): nofile less fdHeadroom, so that
-// the server can always accept (and refuse) a connection, read its store and write its log.
+// files open (known is false on a system without such a limit): nofile less fdHeadroom, so
+// that the server can always accept (and refuse) a connection, read its store and write its
+// log.
 func defaultMaxConns(nofile uint64, known bool) int {
 	switch {
 	case !known:
-		return 10_000
+		return unlimitedDefaultConns
 	case nofile <= 2*fdHeadroom:
 		return int(max(nofile/2, 1))
 	}
