@@ -19,6 +19,7 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/nexmo"
+	"github.com/parley-chat/chat/limit"
 )
 
 // demo holds the credentials the server makes for trying it out. They are kept in the demo
@@ -134,20 +135,24 @@ func (d *demo) read() error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	sc.Buffer(nil, 8*maxShellValue) // a quoted value is at most 4 times as long
+	for n := 1; sc.Scan(); n++ {
+		name, value, ok, err := readDemoLine(sc.Text())
+		if err != nil {
+			return fmt.Errorf("demo file %s, line %d: %w", d.file, n, err)
 		}
-		name, value, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		if !ok {
-			return fmt.Errorf("demo file %s: malformed line %q", d.file, line)
+		if ok {
+			d.vars[name] = value
 		}
-		d.vars[name] = strings.Trim(value, `'"`)
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("demo file %s: %w", d.file, err)
+	}
+	return nil
 }
 
+// write keeps the variables in the demo file, each quoted so that sh reads back exactly its
+// value; a value that cannot be is refused, and the file is left as it was.
 func (d *demo) write() error {
 	var b strings.Builder
 	b.WriteString(demoFileHeader)
@@ -157,7 +162,14 @@ func (d *demo) write() error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "export %s='%s'\n", n, d.vars[n])
+		if !shellName(n) {
+			return fmt.Errorf("demo file %s: %q is not a shell variable name", d.file, n)
+		}
+		q, err := shellQuote(d.vars[n])
+		if err != nil {
+			return fmt.Errorf("demo file %s: %s: %w", d.file, n, err)
+		}
+		fmt.Fprintf(&b, "export %s=%s\n", n, q)
 	}
 	return os.WriteFile(d.file, []byte(b.String()), 0o600)
 }
@@ -224,16 +236,45 @@ func printBanner(w io.Writer, base string, cfg config, d *demo) {
   Airy (STOMP)     ws%[9]s/ws.chatplugin
   Bezlimit         ws%[9]s/bezlimit/chat   ws%[9]s/bezlimit/broadcast   Api-Token: %[10]s
   health           %[1]s/healthz
+  limits           %[13]s
 
 Credentials (and a Nexmo admin token valid for 24h) are in %[11]s: . %[12]s
 `, base, storeDesc, d.get(varBezOperator), d.get(varChapiKey), d.get(varGenesys), d.get(varNexmoApp),
-		d.get(varNexmoKeyFile), d.get(varAiryChannel), strings.TrimPrefix(base, "http"), d.get(varBezAPI), d.file, sourcePath(d.file))
+		d.get(varNexmoKeyFile), d.get(varAiryChannel), strings.TrimPrefix(base, "http"), d.get(varBezAPI), d.file, sourcePath(d.file),
+		describeLimits(cfg))
 }
 
-// sourcePath is how a shell sources file: "." needs a path with a slash to skip $PATH.
-func sourcePath(file string) string {
-	if strings.Contains(file, "/") {
-		return file
+// describeLimits says in one line what the server lets a client do.
+func describeLimits(c config) string {
+	capped := func(n int) string {
+		if n == 0 {
+			return "no cap"
+		}
+		return fmt.Sprint(n)
 	}
-	return "./" + file
+	rate := func(r limit.Rate) string {
+		if r.PerSecond <= 0 {
+			return "no limit"
+		}
+		return fmt.Sprintf("%s (burst %d)", formatRate(r.PerSecond), max(r.Burst, 1))
+	}
+	return fmt.Sprintf("connections %s per client, %s in all; per client, new chats %s, writes %s",
+		capped(c.conns.PerClient), capped(c.conns.Total), rate(c.rates.Create), rate(c.rates.Write))
+}
+
+// sourcePath is how a shell sources file: "." needs a path with a slash to skip $PATH, and
+// a path with blanks or quotes needs quoting.
+func sourcePath(file string) string {
+	if !strings.Contains(file, "/") {
+		file = "./" + file
+	}
+	for i := range len(file) {
+		if !plainShellByte(file[i]) {
+			if q, err := shellQuote(file); err == nil {
+				return q
+			}
+			break
+		}
+	}
+	return file
 }

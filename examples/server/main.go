@@ -6,11 +6,35 @@
 //	go run ./examples/server -mem            # in memory
 //	go run ./examples/server -addr :9000 -db /var/lib/parley/chat.db
 //
-// Flags can also be set with the environment variables PARLEY_ADDR, PARLEY_DB, PARLEY_MEM and
-// PARLEY_DEMO. At start it prints the URL of each surface and the demo credentials it made
-// (kept in the demo file, parley-demo.env by default, so that they survive restarts), and
-// stops gracefully on SIGINT or SIGTERM: it stops accepting, lets requests finish, closes the
-// WebSocket surfaces, the engine and the store.
+// Every flag can also be set with an environment variable: PARLEY_ and the flag's name in
+// capitals with "_" for "-" (PARLEY_ADDR, PARLEY_IDLE_TIMEOUT, ...); a flag on the command
+// line wins. At start it prints the URL of each surface and the demo credentials it made
+// (kept in the demo file, parley-demo.env by default, as shell "export" lines, so that they
+// survive restarts), and stops gracefully on SIGINT or SIGTERM: it stops accepting, lets
+// requests finish, closes the WebSocket surfaces, the engine and the store.
+//
+// It is meant to face the internet as it is, so its defaults hold against a hostile network:
+//
+//   - Timeouts on every connection: a request's headers must arrive within
+//     -read-header-timeout (10s) and the whole request, body included, within -read-timeout
+//     (30s); its answer must be written within -write-timeout (30s) of the request; a
+//     keep-alive connection waits at most -idle-timeout (60s) for its next request; headers
+//     are at most -max-header-bytes (64 KiB). A WebSocket, once upgraded, is out of their
+//     reach: its surface keeps it alive or closes it by its own rules.
+//   - Caps on open connections: -max-conns-per-client (64, plenty for a browser with many
+//     tabs) from one client address (an IPv6 client is its /64), and -max-conns in all, by
+//     default the process's open file limit (RLIMIT_NOFILE) less 64 descriptors kept for the
+//     store, the logs and the runtime. A connection over a cap is closed as soon as it is
+//     accepted. Behind a reverse proxy every client has the proxy's address: raise or turn
+//     off (0) the per-client cap there.
+//   - Rate limits per client, shared by every surface: anonymous creation (a new Genesys
+//     chat, an Airy authenticate) at -create-rate (1/3s: one every 3 seconds) with bursts of
+//     -create-burst (20), and other writes at -write-rate (20/s) with bursts of -write-burst
+//     (50). A rate is N/DURATION (20/s, 1/3s, 100/1m); 0 turns the limit off. A refused
+//     request gets HTTP 429 in its vendor's format.
+//
+// GET /healthz answers 200 {"status":"UP"}, or 503 {"status":"DOWN","store":"<reason>"} when
+// the store failed its last write (a full disk) or cannot be read.
 package main
 
 import (
@@ -19,16 +43,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/limit"
 	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
 )
@@ -40,10 +66,62 @@ type config struct {
 	mem      bool   // in-memory store instead of db
 	demoFile string // where demo credentials are kept
 	logJSON  bool   // JSON logs instead of text
+
+	// The http.Server's limits (see newHTTPServer).
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+
+	conns limit.Conns // caps on open connections
+	rates limit.Rates // rate limits per client, one Limiter for every surface
+}
+
+// Defaults of the flags that hold the server against a hostile network.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	// Bodies are at most 1 MiB (the surfaces' limit): sending one in 30 s takes 35 KB/s.
+	defaultReadTimeout  = 30 * time.Second
+	defaultWriteTimeout = 30 * time.Second // no surface answers with a long poll or a stream
+	// Browsers keep idle connections 60 s (Firefox) to 300 s (Chrome) and open a new one when
+	// the server has closed theirs.
+	defaultIdleTimeout    = 60 * time.Second
+	defaultMaxHeaderBytes = 64 << 10 // the APIs' headers are a token and a few short fields
+	// A browser keeps at most 6 HTTP/1.1 connections to a host, plus the WebSockets of its
+	// tabs: 64 is ten tabs with room to spare, and a few people behind one NAT.
+	defaultConnsPerClient = 64
+	// fdHeadroom is the file descriptors kept out of -max-conns's default for everything
+	// else the process opens: the store, the logs, the listener, the runtime's poller, the
+	// demo files, and descriptors of connections refused over a cap, until they are closed.
+	fdHeadroom = 64
+	// maxDefaultConns bounds the default of -max-conns when the file limit is huge or none.
+	maxDefaultConns = 1 << 20
+	// unlimitedDefaultConns is the default of -max-conns on a system without a file limit.
+	unlimitedDefaultConns = 10_000
+	// sweepEvery is how often the rate limiter forgets clients that went away.
+	sweepEvery = time.Minute
+)
+
+// defaultMaxConns is the default cap on open connections for a process that may have nofile
+// files open (known is false on a system without such a limit): nofile less fdHeadroom, so
+// that the server can always accept (and refuse) a connection, read its store and write its
+// log.
+func defaultMaxConns(nofile uint64, known bool) int {
+	switch {
+	case !known:
+		return unlimitedDefaultConns
+	case nofile <= 2*fdHeadroom:
+		return int(max(nofile/2, 1))
+	}
+	return int(min(nofile-fdHeadroom, maxDefaultConns))
 }
 
 func main() {
 	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -56,28 +134,117 @@ func main() {
 	}
 }
 
+// envName is the environment variable that sets the flag called name.
+func envName(name string) string {
+	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlags reads the flags in args over the environment (getenv) over the defaults.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
-	envOr := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	return parseFlagsTo(args, getenv, os.Stderr)
+}
+
+func parseFlagsTo(args []string, getenv func(string) string, output io.Writer) (config, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	var cfg config
-	fs.StringVar(&cfg.addr, "addr", envOr("PARLEY_ADDR", "127.0.0.1:8080"), "listen address (env PARLEY_ADDR)")
-	fs.StringVar(&cfg.db, "db", envOr("PARLEY_DB", "parley.db"), "bbolt database file (env PARLEY_DB)")
-	memDefault, _ := strconv.ParseBool(getenv("PARLEY_MEM"))
-	fs.BoolVar(&cfg.mem, "mem", memDefault, "keep chats in memory instead of the database file (env PARLEY_MEM)")
-	fs.StringVar(&cfg.demoFile, "demo", envOr("PARLEY_DEMO", "parley-demo.env"), "file keeping the demo credentials (env PARLEY_DEMO)")
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: server [flags]\n\n"+
+			"Parley's chat server: every vendor surface on one listener. Each flag can also be set\n"+
+			"with the environment variable named after it; the command line wins.\n\n")
+		fs.PrintDefaults()
+	}
+	cfg := config{rates: limit.DefaultRates}
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&cfg.db, "db", "parley.db", "bbolt database file")
+	fs.BoolVar(&cfg.mem, "mem", false, "keep chats in memory instead of the database file")
+	fs.StringVar(&cfg.demoFile, "demo", "parley-demo.env", "file keeping the demo credentials")
 	fs.BoolVar(&cfg.logJSON, "log-json", false, "log in JSON")
+
+	fs.DurationVar(&cfg.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout,
+		"most time to read a request's headers (0: the read timeout)")
+	fs.DurationVar(&cfg.readTimeout, "read-timeout", defaultReadTimeout,
+		"most time to read a whole request, body included (0: none)")
+	fs.DurationVar(&cfg.writeTimeout, "write-timeout", defaultWriteTimeout,
+		"most time from the end of a request's headers to the end of its answer (0: none)")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", defaultIdleTimeout,
+		"most time a keep-alive connection waits for its next request (0: the read timeout)")
+	fs.IntVar(&cfg.maxHeaderBytes, "max-header-bytes", defaultMaxHeaderBytes, "most bytes of a request's headers")
+
+	nofile, known := openFileLimit()
+	fs.IntVar(&cfg.conns.Total, "max-conns", defaultMaxConns(nofile, known),
+		"most connections open at once, WebSockets included (0: no cap; default: the open file limit less 64)")
+	fs.IntVar(&cfg.conns.PerClient, "max-conns-per-client", defaultConnsPerClient,
+		"most connections open at once from one client address, an IPv6 /64 (0: no cap)")
+
+	fs.Var(rateValue{&cfg.rates.Create.PerSecond}, "create-rate",
+		"rate of anonymous creation per client (new Genesys chats, Airy authenticate), as `N/DURATION` (0: no limit)")
+	fs.IntVar(&cfg.rates.Create.Burst, "create-burst", cfg.rates.Create.Burst, "anonymous creations a client may make at once")
+	fs.Var(rateValue{&cfg.rates.Write.PerSecond}, "write-rate", "rate of other writes per client, as `N/DURATION` (0: no limit)")
+	fs.IntVar(&cfg.rates.Write.Burst, "write-burst", cfg.rates.Write.Burst, "writes a client may make at once")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		f.Usage += " (env " + name + ")"
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %v", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	return cfg, nil
+	return cfg, cfg.check()
+}
+
+// check refuses settings that make no sense.
+func (c config) check() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"read-header-timeout", c.readHeaderTimeout}, {"read-timeout", c.readTimeout},
+		{"write-timeout", c.writeTimeout}, {"idle-timeout", c.idleTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("-%s %v: a timeout cannot be negative", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"max-header-bytes", c.maxHeaderBytes, 1}, {"max-conns", c.conns.Total, 0},
+		{"max-conns-per-client", c.conns.PerClient, 0},
+		{"create-burst", c.rates.Create.Burst, 0}, {"write-burst", c.rates.Write.Burst, 0},
+	} {
+		if n.v < n.min {
+			return fmt.Errorf("-%s %d: at least %d", n.name, n.v, n.min)
+		}
+	}
+	return nil
+}
+
+// newHTTPServer is the http.Server for h with the limits in c. net/http gives a hijacked
+// (WebSocket) connection back without its deadlines, and internal/wsconn makes sure of it.
+func newHTTPServer(c config, h http.Handler, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.readHeaderTimeout,
+		ReadTimeout:       c.readTimeout,
+		WriteTimeout:      c.writeTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    c.maxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
 }
 
 // run serves until ctx ends, then shuts down gracefully.
@@ -105,10 +272,11 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 	}
 	defer engine.Close()
 
-	ln, err := net.Listen("tcp", cfg.addr)
+	inner, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
+	ln := limit.Listener(inner, cfg.conns)
 	base := "http://" + ln.Addr().String()
 
 	demo, err := loadDemo(ctx, engine, cfg.demoFile, base)
@@ -116,19 +284,20 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 		ln.Close()
 		return err
 	}
-	mux, closeSurfaces, err := mount(engine, demo, base, log)
+	// One Limiter for every surface, so that a client's writes count once whichever API it
+	// uses; a Limiter of zero rates limits nothing (a nil one would be each surface's default).
+	lim := limit.New(cfg.rates)
+	stopSweep := sweep(lim, ln, log, sweepEvery)
+	defer stopSweep()
+	mux, closeSurfaces, err := mount(engine, demo, base, log, lim)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer closeSurfaces()
 
-	srv := &http.Server{
-		Handler:           logRequests(log, mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := newHTTPServer(cfg, logRequests(log, mux), slog.NewLogLogger(handler, slog.LevelWarn))
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	printBanner(stdout, base, cfg, demo)
 
 	serveErr := make(chan error, 1)
@@ -150,4 +319,32 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// sweep makes lim forget, every interval, the clients that went away (it keeps a bucket per
+// client address), and logs what the limits refused since the last time. stop ends it.
+func sweep(lim *limit.Limiter, ln *limit.CappedListener, log *slog.Logger, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		var conns, creates, writes uint64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			lim.Sweep()
+			c, cr, w := ln.Refused(), lim.Refused(limit.Create), lim.Refused(limit.Write)
+			if c != conns || cr != creates || w != writes {
+				log.Warn("limits refused", "connections", c-conns, "creations", cr-creates, "writes", w-writes,
+					"open_connections", ln.Open(), "since", every)
+				conns, creates, writes = c, cr, w
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }

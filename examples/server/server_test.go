@@ -13,10 +13,27 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// The server binary, built once for every test that runs it.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
 
 // buildServer compiles this program once per test binary run.
 func buildServer(t *testing.T) string {
@@ -24,12 +41,19 @@ func buildServer(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	bin := filepath.Join(t.TempDir(), "parley-server")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "parley-server-test"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "parley-server")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // server is a running server process.
@@ -42,11 +66,24 @@ type server struct {
 
 var listening = regexp.MustCompile(`listening on (http://\S+)`)
 
-// startServer runs the binary on a free port with its files in dir, and waits until it
-// prints its address.
-func startServer(t *testing.T, bin, dir string) *server {
+// serverArgs are the arguments that run the server on a free port with its files in dir,
+// followed by extra.
+func serverArgs(dir string, extra ...string) []string {
+	return append([]string{"-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "parley.db"),
+		"-demo", filepath.Join(dir, "parley-demo.env")}, extra...)
+}
+
+// startServer runs the binary on a free port with its files in dir and the extra arguments,
+// and waits until it prints its address.
+func startServer(t *testing.T, bin, dir string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "parley.db"), "-demo", filepath.Join(dir, "parley-demo.env"))
+	return startCommand(t, dir, exec.Command(bin, serverArgs(dir, extra...)...))
+}
+
+// startCommand runs cmd, a command that runs the server with serverArgs(dir), and waits
+// until the server prints its address.
+func startCommand(t *testing.T, dir string, cmd *exec.Cmd) *server {
+	t.Helper()
 	cmd.Dir = dir
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -103,8 +140,12 @@ func readEnvFile(t *testing.T, path string) map[string]string {
 	}
 	env := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if name, value, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok && !strings.HasPrefix(line, "#") {
-			env[name] = strings.Trim(value, "'")
+		name, value, ok, err := readDemoLine(line)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ok {
+			env[name] = value
 		}
 	}
 	return env

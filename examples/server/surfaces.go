@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"github.com/parley-chat/chat/httpapi/chapi"
 	"github.com/parley-chat/chat/httpapi/genesys"
 	"github.com/parley-chat/chat/httpapi/nexmo"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 	wsairy "github.com/parley-chat/chat/wsapi/airy"
 	"github.com/parley-chat/chat/wsapi/bezlimit"
 )
@@ -32,8 +35,9 @@ var (
 )
 
 // mount builds the mux with every surface under its prefix, and returns a function that
-// closes the surfaces which keep connections or goroutines.
-func mount(e *chat.Engine, d *demo, base string, log *slog.Logger) (http.Handler, func(), error) {
+// closes the surfaces which keep connections or goroutines. lim is the server's one rate
+// limiter, for every surface's Config.Limiter.
+func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Limiter) (http.Handler, func(), error) {
 	mux := http.NewServeMux()
 	var closers []func() error
 	closeAll := func() {
@@ -111,18 +115,40 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger) (http.Handler
 	stopDispatch := dispatchOperator(e, log)
 	closers = append(closers, func() error { stopDispatch(); return nil })
 
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := e.Rooms(r.Context(), chat.ListFilter{Limit: 1}); err != nil {
-			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"UP"}` + "\n"))
-	})
+	mux.Handle("GET /healthz", healthz(e))
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /{$}", http.FileServerFS(web))
 	mux.Handle("GET /demo/", http.StripPrefix("/demo", http.FileServerFS(web)))
 	return mux, closeAll, nil
+}
+
+// healthTimeout bounds the store check of /healthz: a store that takes longer is down for
+// whoever asks.
+const healthTimeout = 5 * time.Second
+
+// health is the answer of /healthz.
+type health struct {
+	Status string `json:"status"`          // UP or DOWN
+	Store  string `json:"store,omitempty"` // why the store is down
+}
+
+// healthz answers 200 {"status":"UP"} while the engine can serve, and 503
+// {"status":"DOWN","store":"<reason>"} while its store cannot: it failed its last write (a
+// full disk), it cannot be read, or it is closed.
+func healthz(e *chat.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		w.Header().Set("Cache-Control", "no-store")
+		if err := e.Health(ctx); err != nil {
+			if ctx.Err() != nil && r.Context().Err() == nil {
+				err = fmt.Errorf("the store did not answer within %v", healthTimeout)
+			}
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, health{Status: "DOWN", Store: err.Error()})
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, health{Status: "UP"})
+	})
 }
 
 // dispatchOperator is the demo's routing: it joins the demo operator to every new Airy

@@ -8,6 +8,11 @@
 // whatever the client sent right after its upgrade request, and also returns the hijacked
 // net.Conn, so that the server can put deadlines on it (a write deadline bounds each write
 // without a context and a timer per write).
+//
+// The connection Accept returns has no deadlines: an http.Server's ReadTimeout and
+// WriteTimeout bound the upgrade request, not the WebSocket that follows it, and net/http
+// documents that a hijacked connection may keep the deadlines it had. The WebSocket's own
+// rules (pings, idle limits) are its server's to set.
 package wsconn
 
 import (
@@ -17,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -48,7 +54,8 @@ func (b Buffers) sizes() (r, w int) {
 // hijacked net.Conn, which the WebSocket reads and writes through: deadlines set on it bound
 // the WebSocket's reads and writes (an expired deadline fails the read or write under way; the
 // caller then closes the WebSocket). On error, Accept has answered the request, as
-// websocket.Accept does. The connection must be one net/http can hijack (HTTP/1.x).
+// websocket.Accept does. The connection must be one net/http can hijack (HTTP/1.x). Accept
+// clears the deadlines the server left on the connection once its answer is sent.
 func Accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, b Buffers) (*websocket.Conn, net.Conn, error) {
 	rs, ws := b.sizes()
 	hw := &hijacker{ResponseWriter: w, readSize: rs, writeSize: ws}
@@ -82,7 +89,13 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The answer goes out under the deadlines the server set for the request; what follows
+	// is the WebSocket's, which would otherwise be cut when they expire.
 	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}

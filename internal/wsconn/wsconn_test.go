@@ -40,7 +40,15 @@ func checkGoroutines(t *testing.T) {
 // echoServer serves a WebSocket that echoes every message, accepted with b.
 func echoServer(t *testing.T, b Buffers) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(echoHandler(t, b))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// echoHandler accepts a WebSocket with b and echoes every message.
+func echoHandler(t *testing.T, b Buffers) http.Handler {
+	t.Helper()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, _, err := Accept(w, r, nil, b)
 		if err != nil {
 			return
@@ -56,9 +64,7 @@ func echoServer(t *testing.T, b Buffers) *httptest.Server {
 				return
 			}
 		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 func dial(t *testing.T, srv *httptest.Server) *websocket.Conn {
@@ -236,4 +242,65 @@ func TestNotAWebSocket(t *testing.T) {
 	}
 	srv.Client().CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// A WebSocket outlives the http.Server's ReadTimeout and WriteTimeout: they bound requests,
+// and the connection is no longer one once it is upgraded.
+func TestServerTimeoutsDoNotCutTheWebSocket(t *testing.T) {
+	checkGoroutines(t)
+	const timeout = 100 * time.Millisecond
+	srv := httptest.NewUnstartedServer(echoHandler(t, Buffers{}))
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = timeout, timeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := dial(t, srv)
+	time.Sleep(3 * timeout)
+	echoOnce(t, c, "after the server's timeouts")
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// Whatever deadlines the server left on the connection it hands over (net/http documents
+// that it may leave some; older versions did), Accept clears them.
+func TestDeadlinesLeftByTheServerAreCleared(t *testing.T) {
+	checkGoroutines(t)
+	echo := echoHandler(t, Buffers{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		echo.ServeHTTP(&deadlineHijacker{ResponseWriter: w, deadline: time.Now().Add(100 * time.Millisecond)}, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := dial(t, srv)
+	time.Sleep(300 * time.Millisecond)
+	echoOnce(t, c, "after the deadlines the server left")
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// deadlineHijacker hijacks as a server that leaves its request deadlines on the connection.
+type deadlineHijacker struct {
+	http.ResponseWriter
+	deadline time.Time
+}
+
+func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		conn.SetDeadline(h.deadline)
+	}
+	return conn, brw, err
+}
+
+// echoOnce sends msg and expects it back.
+func echoOnce(t *testing.T, c *websocket.Conn, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if string(got) != msg {
+		t.Errorf("echo %q, want %q", got, msg)
+	}
 }
