@@ -105,10 +105,7 @@ func roomAttributes(in conversationInput) map[string]string {
 }
 
 func (h *Handler) createConversation(q *request) error {
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseConversation(b)
 	if err != nil {
 		return err
@@ -161,10 +158,7 @@ func (h *Handler) updateConversation(q *request) error {
 	if !q.p.admin && m.State != chat.Joined {
 		return forbidden("Only joined members may update a conversation.")
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseConversation(b)
 	if err != nil {
 		return err

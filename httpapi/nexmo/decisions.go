@@ -65,8 +65,24 @@ const (
 	codeMemberState    = "conversation:error:invalid-member-state" // 400: illegal member transition (ours)
 	codeEventConflict  = "event:error:already-deleted"             // 400: deleting a deleted message (ours)
 	codeEnded          = "conversation:error:ended"                // 400: the conversation has ended (ours)
-	codeUnavailable    = "system:error:unavailable"                // 503: engine closed (ours)
+	codeUnavailable    = "system:error:unavailable"                // 503: store cannot write, engine closed (ours)
 	codeInternal       = "system:error:internal-error"             // 500 (ours)
+
+	// 429: a client's writes past Config.Limiter. The vendor's own code for its rate limit
+	// (fact: its v1 API answers 429 with it, as the Vonage Java SDK's tests record); the body
+	// is ours, in this API's {code, description} format.
+	codeTooManyRequests = "http:error:too-many-request"
+	// 415: a POST or PUT body that is not declared as JSON (ours, in the vendor's scheme).
+	codeMediaType = "http:error:unsupported-media-type"
+)
+
+// Retry-After, in seconds, of the answers that ask a client to come back (ours). A write
+// refused by the rate limit can be retried once a token has refilled: at limit.DefaultRates
+// that is 50 ms, and 1 s is the least the header can say. A store that cannot take writes (a
+// full disk) needs someone to act, so clients are asked to wait longer.
+const (
+	retryAfterLimited     = 1
+	retryAfterUnavailable = 5
 )
 
 // statusFor is the HTTP status of each code.
@@ -80,7 +96,8 @@ var statusFor = map[string]int{
 	codeRouteNotFound: http.StatusNotFound, codeTooLarge: http.StatusRequestEntityTooLarge,
 	codeMemberState: http.StatusBadRequest, codeEventConflict: http.StatusBadRequest,
 	codeEnded: http.StatusBadRequest, codeUnavailable: http.StatusServiceUnavailable,
-	codeInternal: http.StatusInternalServerError,
+	codeInternal: http.StatusInternalServerError, codeTooManyRequests: http.StatusTooManyRequests,
+	codeMediaType: http.StatusUnsupportedMediaType,
 }
 
 // Event types on the wire. The first group is the vendor's (fact). Engine events that have

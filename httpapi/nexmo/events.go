@@ -170,10 +170,7 @@ func (h *Handler) createEvent(q *request) error {
 	if _, err := h.access(q, r); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseEvent(b)
 	if err != nil {
 		return err

@@ -73,10 +73,7 @@ func (h *Handler) createMember(q *request) error {
 	if err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseMember(b)
 	if err != nil {
 		return err
@@ -152,10 +149,7 @@ func (h *Handler) updateMember(q *request) error {
 	if err := q.ownMember(m); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	if err := parseMemberUpdate(b); err != nil {
 		return err
 	}
