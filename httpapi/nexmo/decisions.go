@@ -39,6 +39,7 @@ const (
 	attrNumbers    = "nexmo.numbers"    // the conversation's `numbers` object, as JSON
 	attrProperties = "nexmo.properties" // the conversation's `properties` object minus ttl, as JSON
 	attrChannels   = "nexmo.channels"   // the user's `channels` object, as JSON
+	attrCreator    = "nexmo.creator"    // the engine ID of the user whose token created the conversation
 )
 
 // timeFormat renders timestamps: RFC 3339 in UTC with milliseconds, as the spec's examples

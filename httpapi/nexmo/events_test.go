@@ -223,7 +223,7 @@ func TestEventErrors(t *testing.T) {
 			{"from of another conversation", "", "", fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"x"}}`, other.aliceM), 404, codeMemberNotFound, ""},
 			{"unknown to", alice, "", fmt.Sprintf(`{"type":"text","from":%q,"to":"MEM-x","body":{"text":"x"}}`, c.aliceM), 404, codeMemberNotFound, ""},
 			{"delete a non-message", alice, "", fmt.Sprintf(`{"type":"event:delete","from":%q,"body":{"event_id":1}}`, c.aliceM), 404, codeEventNotFound, ""},
-			{"user in another conversation", v.token("other-alice"), "", fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"x"}}`, c.aliceM), 403, codePermission, ""},
+			{"user in another conversation", v.token("other-alice"), "", fmt.Sprintf(`{"type":"text","from":%q,"body":{"text":"x"}}`, c.aliceM), 404, codeConvNotFound, ""},
 			{"unknown conversation", alice, "/conversations/CON-00000000-0000-0000-0000-000000000001/events", `{"type":"text"}`, 404, codeConvNotFound, ""},
 			{"malformed JSON", alice, "", `{"type":`, 400, codeValidation, "body"},
 			{"empty body", alice, "", ``, 400, codeValidation, "body"},
