@@ -139,12 +139,13 @@ const (
 //	DELETE /conversations/{id}                admin only
 //	GET    .../events, .../events/{id}        own conversation; only events visible to the
 //	                                          user's member (Event.Visibility, Event.To)
-//	POST   .../events                         `from` must be the user's own member
+//	POST   .../events                         own conversation; `from` must be the user's own
+//	                                          member
 //	DELETE .../events/{id}                    own conversation; the engine allows only the author
 //	GET    .../members, .../members/{id}      own conversation
-//	POST   .../members                        join: only itself, in any conversation the engine
-//	                                          lets it join; invite: anyone, as itself (the
-//	                                          engine requires the inviter to be joined)
+//	POST   .../members                        join: only itself, by the join policy below;
+//	                                          invite: anyone, as itself (the engine requires
+//	                                          the inviter to be joined)
 //	PUT/DELETE .../members/{id}               its own member only
 //	GET    /users, /users/{id}                allowed (names are needed to show members)
 //	POST   /users, DELETE /users/{id}         admin only (the spec: users are created by admins)
@@ -154,6 +155,54 @@ const (
 //
 // A token whose `sub` names no user is an invalid token (401), not a forbidden one. The
 // `acl` claim is not enforced: the rules above decide.
+//
+// No existence oracle (ours; issue 11). A user knows a conversation when it has a membership
+// record there (invited, joined or left) or created it with its own token (attrCreator). On
+// every route under /conversations/{id}, a conversation the user does not know is answered
+// exactly as one that does not exist — 404 conversation:error:not-found, the same headers and
+// bytes — whatever the method, the rest of the path or the body, and before anything in the
+// body is looked at; the handler makes the same store lookups either way. A conversation the
+// user knows but is not in (it left, or created it and has not joined) is answered 403
+// system:error:permission as before: its existence is no secret to that user, whose own
+// GET /users/{id}/conversations lists the conversations it left. The vendor's duplicate-name
+// error still tells that a conversation *name* is taken (fact: names are unique); it gives
+// no id.
+//
+// Joining is a policy, not a side effect of knowing an id (ours; issue 11). A user token may
+// join itself (POST .../members with action join, its own user) only to a conversation
+//
+//   - where it is invited (the invitation becomes the joined member, same id);
+//   - that it created with its own token and has not been a member of yet (the vendor's
+//     clients create a conversation and then join it);
+//   - that Config.MayJoin, asked when the rules above say no, lets it join.
+//
+// Otherwise: 404 conversation:error:not-found for a conversation it does not know (MayJoin was
+// asked and said no: no other answer would be safe), 403 for one it knows. A user that left —
+// by itself, or removed by an admin — does not come back by itself: it needs a new invitation
+// (the vendor's rejoin with a new member id, fact, goes through one) or MayJoin. A program
+// that wants open rooms sets MayJoin to return true. Admin tokens join anyone anywhere (the
+// engine still keeps uninvited users out of a private room). The other ways to join — PUT
+// .../members/{id} action join and a member:joined event — take an invitation already.
+
+// Request bodies (ours; issue 11). A POST or PUT with a body must declare a JSON media type:
+// application/json (with any parameters) or a "+json" type; otherwise 415
+// http:error:unsupported-media-type. A request without Content-Type is refused the same way
+// unless it has no body at all (Content-Length: 0), which declares nothing: the vendor's
+// legacy Node SDK (`nexmo` 2.x: Conversations, Members, Events, Users) sends
+// "Content-Type: application/json" on every call, so only other clients omit it, and its
+// HttpClient's default of application/x-www-form-urlencoded is always overridden for this API.
+// GET and DELETE bodies are not read, so their Content-Type does not matter. A body that is
+// not valid UTF-8, holds a NUL (raw or \u0000) or nests deeper than chat.MaxJSONDepth is
+// refused 400 http:error:validation-fail naming the top-level field at fault ("body" when
+// there is none to name), before any lookup; so is anything the engine refuses
+// (*chat.InvalidError), naming the wire field behind the engine's field (wireFields).
+//
+// Rate limits and a store that cannot write (ours; issue 11). Every POST, PUT and DELETE costs
+// a limit.Write token of its client (Config.Limiter); past the rate it is answered 429
+// http:error:too-many-request with Retry-After, checked before the token so that anonymous
+// floods are cut cheaply. An engine error wrapping chat.ErrUnavailable (a full disk, an I/O
+// error) is answered 503 system:error:unavailable with Retry-After, like a closed engine: the
+// client may retry; nothing was stored.
 
 // defaultMemberAction is the action of POST .../members when the body gives none: the spec's
 // example is "join". (ours)
