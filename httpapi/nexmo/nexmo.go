@@ -69,7 +69,8 @@ type Config struct {
 	// the token is checked): each costs a limit.Write token of the client limit.ClientKey
 	// names, and a refused one is answered 429 http:error:too-many-request with Retry-After.
 	// nil means limit.New(limit.DefaultRates), made by New; limit.New(limit.Rates{}) limits
-	// nothing. One Limiter may be shared by every surface of a server.
+	// nothing. One Limiter may be shared by every surface of a server. Admin tokens count
+	// too: an application backend that writes much from one address needs rates to match.
 	Limiter *limit.Limiter
 	// MayJoin, when set, is asked whether a user (a token with `sub`) may join a conversation
 	// the default policy does not let it join: one it was not invited to and did not create

@@ -112,6 +112,7 @@ func refusedField(b []byte) (field, reason string) {
 	return "", ""
 }
 
+// isFieldName reports whether s looks like one of the vendor's field names.
 func isFieldName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
