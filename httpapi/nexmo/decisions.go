@@ -179,7 +179,7 @@ const (
 // Otherwise: 404 conversation:error:not-found for a conversation it does not know (MayJoin was
 // asked and said no: no other answer would be safe), 403 for one it knows. A user that left —
 // by itself, or removed by an admin — does not come back by itself: it needs a new invitation
-// (the vendor's rejoin with a new member id, fact, goes through one) or MayJoin. A program
+// (joining it makes a new member id, as the vendor's rejoin does, fact) or MayJoin. A program
 // that wants open rooms sets MayJoin to return true. Admin tokens join anyone anywhere (the
 // engine still keeps uninvited users out of a private room). The other ways to join — PUT
 // .../members/{id} action join and a member:joined event — take an invitation already.
@@ -194,8 +194,10 @@ const (
 // GET and DELETE bodies are not read, so their Content-Type does not matter. A body that is
 // not valid UTF-8, holds a NUL (raw or \u0000) or nests deeper than chat.MaxJSONDepth is
 // refused 400 http:error:validation-fail naming the top-level field at fault ("body" when
-// there is none to name), before any lookup; so is anything the engine refuses
-// (*chat.InvalidError), naming the wire field behind the engine's field (wireFields).
+// there is none to name), and nothing is stored; so is anything the engine refuses
+// (*chat.InvalidError), naming the wire field behind the engine's field (wireFields). The
+// media type and size are checked before the path's conversation is looked up, the content
+// after (as before, a body sent to a conversation the caller cannot see is answered 404).
 //
 // Rate limits and a store that cannot write (ours; issue 11). Every POST, PUT and DELETE costs
 // a limit.Write token of its client (Config.Limiter); past the rate it is answered 429
