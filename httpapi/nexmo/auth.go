@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
 )
 
 // Claims are the claims of a Nexmo Conversation API token (fact): application_id, iat, jti,
@@ -50,7 +50,7 @@ var (
 
 // authenticate checks the request's Bearer JWT and returns its principal, or an *apiError.
 func (h *Handler) authenticate(r *http.Request) (principal, error) {
-	raw, ok := bearer(r.Header.Get("Authorization"))
+	raw, ok := httpx.Bearer(r.Header.Get("Authorization"))
 	if !ok {
 		return principal{}, errNoToken
 	}
@@ -69,15 +69,6 @@ func (h *Handler) authenticate(r *http.Request) (principal, error) {
 		return principal{}, err
 	}
 	return principal{user: u}, nil
-}
-
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 // verify checks a token's signature and the vendor's lifetime rules:

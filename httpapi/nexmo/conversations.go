@@ -15,30 +15,82 @@ func (q *request) adminOnly() error {
 	return nil
 }
 
-// room loads the conversation named by the first path id; unknown or malformed ids are 404.
+// room loads the conversation named by the first path id, for an admin; unknown or
+// malformed ids are 404.
 func (h *Handler) room(q *request) (chat.Room, error) {
 	id, ok := parseID(prefixConversation, q.params[0])
 	if !ok {
-		return chat.Room{}, fail(chat.ErrNotFound, resConversation, "")
+		return chat.Room{}, errConvNotFound
 	}
 	r, err := h.e.Room(q.ctx, id)
 	return r, fail(err, resConversation, "")
 }
 
-// access checks that the principal may see room: an admin always; a user while it has an
-// invited or joined membership there, which is returned.
-func (h *Handler) access(q *request, r chat.Room) (chat.Member, error) {
+// errConvNotFound is the answer for a conversation that does not exist, and for one the caller
+// may not know of: the same error, so the same bytes.
+var errConvNotFound = fail(chat.ErrNotFound, resConversation, "")
+
+// standing is where the caller stands with a conversation.
+type standing struct {
+	room chat.Room
+	// self is the user's latest membership record in the room: zero when it has none, and
+	// for an admin.
+	self chat.Member
+	// known: the caller may know that the conversation exists (decisions.go): an admin, a
+	// user with a membership record there (invited, joined or left), or its creator.
+	known bool
+}
+
+// stand loads the conversation of the path and the caller's standing with it; unknown or
+// malformed ids are 404. For a user it makes the same two lookups whether the conversation
+// exists or not, so that the time taken tells as little as the answer.
+func (h *Handler) stand(q *request) (standing, error) {
+	id, ok := parseID(prefixConversation, q.params[0])
+	if !ok {
+		return standing{}, errConvNotFound
+	}
 	if q.p.admin {
-		return chat.Member{}, nil
+		r, err := h.e.Room(q.ctx, id)
+		return standing{room: r, known: true}, fail(err, resConversation, "")
 	}
-	m, err := h.e.Member(q.ctx, r.ID, q.p.user.ID)
-	if err == nil && m.State != chat.Left {
-		return m, nil
+	m, merr := h.e.Member(q.ctx, id, q.p.user.ID)
+	r, err := h.e.Room(q.ctx, id)
+	switch {
+	case err != nil:
+		return standing{}, fail(err, resConversation, "")
+	case merr != nil && !isNotFound(merr):
+		return standing{}, merr
 	}
-	if err != nil && !isNotFound(err) {
-		return chat.Member{}, err
+	s := standing{room: r, known: merr == nil || createdBy(r, q.p.user.ID)}
+	if merr == nil {
+		s.self = m
 	}
-	return chat.Member{}, forbidden("You are not a member of this conversation.")
+	return s, nil
+}
+
+// conversation is stand for every operation but a join: a conversation the caller may not
+// know of is answered as one that does not exist.
+func (h *Handler) conversation(q *request) (standing, error) {
+	s, err := h.stand(q)
+	if err == nil && !s.known {
+		return standing{}, errConvNotFound
+	}
+	return s, err
+}
+
+// access checks that the caller may read and act in a conversation it knows: an admin always;
+// a user while its membership is invited or joined.
+func (q *request) access(s standing) error {
+	if q.p.admin || s.self.State == chat.Invited || s.self.State == chat.Joined {
+		return nil
+	}
+	return forbidden("You are not a member of this conversation.")
+}
+
+// createdBy reports whether user created the room through this API (attrCreator).
+func createdBy(r chat.Room, user chat.ID) bool {
+	c, ok := r.Attributes[attrCreator]
+	return ok && c == user.String()
 }
 
 func (h *Handler) listConversations(q *request) error {
@@ -105,10 +157,7 @@ func roomAttributes(in conversationInput) map[string]string {
 }
 
 func (h *Handler) createConversation(q *request) error {
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseConversation(b)
 	if err != nil {
 		return err
@@ -125,6 +174,12 @@ func (h *Handler) createConversation(q *request) error {
 	if in.TTL != nil {
 		n.EmptyTTL = *in.TTL
 	}
+	if !q.p.admin { // the conversation a user creates is one it may join (decisions.go)
+		if n.Attributes == nil {
+			n.Attributes = map[string]string{}
+		}
+		n.Attributes[attrCreator] = q.p.user.ID.String()
+	}
 	r, err := h.e.CreateRoom(q.ctx, n)
 	if err != nil {
 		return fail(err, resConversation, "body")
@@ -134,14 +189,14 @@ func (h *Handler) createConversation(q *request) error {
 }
 
 func (h *Handler) getConversation(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	if _, err := h.access(q, r); err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
-	out, err := h.renderConversation(q.ctx, r)
+	out, err := h.renderConversation(q.ctx, s.room)
 	if err != nil {
 		return err
 	}
@@ -150,21 +205,18 @@ func (h *Handler) getConversation(q *request) error {
 }
 
 func (h *Handler) updateConversation(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	m, err := h.access(q, r)
-	if err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
-	if !q.p.admin && m.State != chat.Joined {
+	if !q.p.admin && s.self.State != chat.Joined {
 		return forbidden("Only joined members may update a conversation.")
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	r := s.room
+	b := q.body
 	in, err := parseConversation(b)
 	if err != nil {
 		return err

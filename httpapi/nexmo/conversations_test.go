@@ -102,7 +102,7 @@ func TestConversationErrors(t *testing.T) {
 			{"malformed", "POST", "/conversations", `{"name":`, 400, codeValidation, "body"},
 			{"array body", "POST", "/conversations", `[]`, 400, codeValidation, "body"},
 			{"trailing data", "POST", "/conversations", `{} {}`, 400, codeValidation, "body"},
-			{"name too long", "POST", "/conversations", `{"name":"` + strings.Repeat("n", 2000) + `"}`, 400, codeValidation, "body"},
+			{"name too long", "POST", "/conversations", `{"name":"` + strings.Repeat("n", 2000) + `"}`, 400, codeValidation, "name"},
 			{"rename to a taken name", "PUT", "/conversations/" + cid, `{"name":"taken2"}`, 200, "", ""},
 			{"rename to a taken name 2", "POST", "/conversations", `{"name":"taken2"}`, 400, codeConvDuplicate, ""},
 			{"unknown id", "GET", "/conversations/CON-00000000-0000-0000-0000-000000000001", "", 404, codeConvNotFound, ""},

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
 )
 
 // apiError is an error answer in the vendor's format:
@@ -32,6 +34,9 @@ func validation(field, reason string) *apiError {
 }
 
 func forbidden(what string) *apiError { return newAPIError(codePermission, what) }
+
+// errTooManyRequests refuses a write past the client's rate (Config.Limiter).
+var errTooManyRequests = newAPIError(codeTooManyRequests, "Too many requests: try again shortly.")
 
 // resource says which kind of thing an engine call was about, so that one engine error maps
 // to the vendor code of that resource.
@@ -72,9 +77,15 @@ func errorFor(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return newAPIError(codeTooLarge, "The request body is larger than the limit.")
+	var he *httpx.Error // a body refused as it was read
+	if errors.As(err, &he) {
+		switch {
+		case errors.Is(he, httpx.ErrTooLarge):
+			return newAPIError(codeTooLarge, "The request body is larger than the limit.")
+		case errors.Is(he, httpx.ErrMediaType):
+			return newAPIError(codeMediaType, he.Msg)
+		}
+		return validation("body", he.Msg)
 	}
 	ee := &engineError{err: err}
 	errors.As(err, &ee)
@@ -110,23 +121,44 @@ func errorFor(err error) *apiError {
 		return forbidden("You are not a joined member of this conversation.")
 	case errors.Is(err, chat.ErrInvalid):
 		field := ee.field
+		var inv *chat.InvalidError
+		if errors.As(err, &inv) && wireFields[inv.Field] != "" {
+			field = wireFields[inv.Field]
+		}
 		if field == "" {
 			field = "body"
 		}
 		return validation(field, desc)
 	case errors.Is(err, chat.ErrEnded):
 		return newAPIError(codeEnded, "The conversation has ended.")
+	case errors.Is(err, chat.ErrUnavailable):
+		return newAPIError(codeUnavailable, "The service cannot store this now: try again later.")
 	case errors.Is(err, chat.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newAPIError(codeUnavailable, "The service is not available.")
 	}
 	return newAPIError(codeInternal, "Internal error.")
 }
 
+// wireFields names the request field behind an engine field that *chat.InvalidError reports,
+// where the engine's name alone says which one it is. Others (text, attributes, nickname)
+// keep the field the handler named, which knows the request.
+var wireFields = map[string]string{
+	"name": "name", "display name": "display_name", "image URL": "image_url", "avatar URL": "image_url",
+	"body": "body", "custom event name": "type", "TTL": "properties.ttl",
+	"attribute " + attrNumbers: "numbers", "attribute " + attrProperties: "properties",
+	"attribute " + attrChannels: "channels",
+}
+
 // writeError writes err as the vendor's error answer.
 func writeError(w http.ResponseWriter, err error) *apiError {
 	ae := errorFor(err)
-	if ae.status == http.StatusUnauthorized {
+	switch ae.status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nexmo"`)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterLimited))
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
 	}
 	writeJSON(w, ae.status, ae)
 	return ae

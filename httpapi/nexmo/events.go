@@ -18,14 +18,14 @@ func visible(admin bool, self chat.Member, ev *chat.Event) bool {
 }
 
 func (h *Handler) listEvents(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	self, err := h.access(q, r)
-	if err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
+	r, self := s.room, s.self
 	eq, err := parseEventsQuery(q.r.URL.Query())
 	if err != nil {
 		return err
@@ -71,14 +71,14 @@ func eventParam(q *request) (uint64, error) {
 }
 
 func (h *Handler) getEvent(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	self, err := h.access(q, r)
-	if err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
+	r, self := s.room, s.self
 	pos, err := eventParam(q)
 	if err != nil {
 		return err
@@ -99,13 +99,14 @@ func (h *Handler) getEvent(q *request) error {
 }
 
 func (h *Handler) deleteEvent(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	if _, err := h.access(q, r); err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
+	r := s.room
 	pos, err := eventParam(q)
 	if err != nil {
 		return err
@@ -163,17 +164,15 @@ func (h *Handler) answerCreated(q *request, ev chat.Event, ok bool) {
 }
 
 func (h *Handler) createEvent(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	if _, err := h.access(q, r); err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	r := s.room
+	b := q.body
 	in, err := parseEvent(b)
 	if err != nil {
 		return err

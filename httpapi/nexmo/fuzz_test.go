@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/parley-chat/chat"
 )
 
 func FuzzParseConversation(f *testing.F) {
@@ -233,6 +234,9 @@ func FuzzHandler(f *testing.F) {
 	cid := v.conversation("fz")
 	uid := v.user("fz")
 	mid := v.join(cid, uid)
+	v.user("fz-stranger")
+	stranger := v.token("fz-stranger")
+	missing := "CON-00000000-0000-0000-0000-000000000001"
 	for _, s := range []struct{ m, p, b string }{
 		{"POST", "/conversations/" + cid + "/events", `{"type":"text","from":"` + mid + `","body":{"text":"x"}}`},
 		{"POST", "/conversations/" + cid + "/events", `{"type":"text:seen","from":"` + mid + `","body":{"event_id":1}}`},
@@ -264,6 +268,15 @@ func FuzzHandler(f *testing.F) {
 		if r.Status >= 400 && r.str("code") == "" {
 			t.Fatalf("error without code: %s", r.Raw)
 		}
+		// A user not in the conversation learns nothing from any request under it: the
+		// answer is the one for a conversation that does not exist.
+		if rest, ok := strings.CutPrefix(path, "/conversations/"+cid); ok && (rest == "" || rest[0] == '/') {
+			got := w.do(method, path, stranger, bytes.Clone(body))
+			want := w.do(method, "/conversations/"+missing+rest, stranger, bytes.Clone(body))
+			if got.Status != want.Status || string(got.Raw) != string(want.Raw) {
+				t.Fatalf("%s %s %q: %d %s, for a missing conversation %d %s", method, path, body, got.Status, got.Raw, want.Status, want.Raw)
+			}
+		}
 	})
 }
 
@@ -275,4 +288,41 @@ func checkValidation(t *testing.T, err error) {
 	if ae.Code != codeValidation || len(ae.Detail) != 1 {
 		t.Fatalf("parse error %v is not one validation failure", err)
 	}
+}
+
+// FuzzDecodeObject feeds arbitrary bodies to the JSON body decoder: it never panics, refuses
+// with one validation failure whose field is "body" or a field-like top-level key, and never
+// accepts what could not be stored as sent (chat.CheckJSON: invalid UTF-8, NULs, nesting past
+// chat.MaxJSONDepth).
+func FuzzDecodeObject(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"name":"a","n":1,"body":{"x":[1,{"y":null}]}}`, "{\"name\":\"\xff\"}",
+		`{"name":"a\u0000"}`, "{\"name\":\"a\x00\"}", `{"body":` + strings.Repeat(`[`, 70) + strings.Repeat(`]`, 70) + `}`,
+		"{\"na\xffme\":1}", `{"n":"x"}`, `{"N":1,"n":2}`, `[]`, `{} {}`, `{"a":1`, `{"\u0000":1}`, `{"body":"\ud800"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var dst struct {
+			Name *string         `json:"name"`
+			N    int             `json:"n"`
+			Body json.RawMessage `json:"body"`
+		}
+		err := decodeObject(b, &dst, true)
+		if err != nil {
+			checkValidation(t, err)
+			for field := range errorFor(err).Detail {
+				if field != "body" && !isFieldName(field) {
+					t.Fatalf("refusal names %q", field)
+				}
+			}
+			return
+		}
+		if tb := bytes.TrimSpace(b); len(tb) > 0 {
+			if err := chat.CheckJSON("body", tb); err != nil {
+				t.Fatalf("accepted %q: %v", b, err)
+			}
+		}
+		if field, _ := refusedField(b); field != "" {
+			t.Fatalf("accepted %q, yet %q is to blame", b, field)
+		}
+	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
 	"github.com/parley-chat/chat/internal/testkit"
+	"github.com/parley-chat/chat/limit"
 )
 
 const (
@@ -79,7 +80,9 @@ func newEnv(t testing.TB, sf storeFactory, mod ...func(*Config)) *env {
 		e.Close()
 		st.Close()
 	})
-	cfg := Config{BaseURL: testBase, Keys: map[string]*rsa.PublicKey{testApp: &key.PublicKey}, Now: clock.Now}
+	// Tests make writes faster than any client should: no rate limit unless a test sets one.
+	cfg := Config{BaseURL: testBase, Keys: map[string]*rsa.PublicKey{testApp: &key.PublicKey}, Now: clock.Now,
+		Limiter: limit.New(limit.Rates{})}
 	for _, m := range mod {
 		m(&cfg)
 	}

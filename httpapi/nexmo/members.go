@@ -44,13 +44,14 @@ func (q *request) ownMember(m chat.Member) error {
 }
 
 func (h *Handler) listMembers(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	if _, err := h.access(q, r); err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
+	r := s.room
 	ms, err := h.e.Members(q.ctx, r.ID)
 	if err != nil {
 		return fail(err, resConversation, "")
@@ -69,15 +70,21 @@ func (h *Handler) listMembers(q *request) error {
 }
 
 func (h *Handler) createMember(q *request) error {
-	r, err := h.room(q)
+	s, err := h.stand(q)
 	if err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
+	r := s.room
+	in, err := parseMember(q.body)
+	admitted := false // by Config.MayJoin
+	if !s.known {
+		// A user who may not know the conversation is told nothing, whatever its body says,
+		// unless it asks to join itself and the program lets it (decisions.go).
+		if err != nil || in.Action != "join" || !q.namesSelf(in) || !h.askMayJoin(q, r) {
+			return errConvNotFound
+		}
+		admitted = true
 	}
-	in, err := parseMember(b)
 	if err != nil {
 		return err
 	}
@@ -107,6 +114,9 @@ func (h *Handler) createMember(q *request) error {
 		if !q.p.admin && u.ID != q.p.user.ID {
 			return forbidden("You may only join yourself; invite others.")
 		}
+		if !q.p.admin && !admitted && !h.mayJoin(q, s) {
+			return forbidden("You may only join a conversation you are invited to.")
+		}
 		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{Role: h.cfg.MemberRole})
 	}
 	if err != nil {
@@ -120,14 +130,43 @@ func (h *Handler) createMember(q *request) error {
 	return nil
 }
 
+// mayJoin is the join policy for a user who knows the conversation (decisions.go): it may join
+// while invited (or joined: the engine then answers that it is), or as the creator that has
+// not been a member yet; otherwise Config.MayJoin decides.
+func (h *Handler) mayJoin(q *request, s standing) bool {
+	switch {
+	case s.self.State == chat.Invited, s.self.State == chat.Joined:
+		return true
+	case s.self.ID.IsZero() && createdBy(s.room, q.p.user.ID):
+		return true
+	}
+	return h.askMayJoin(q, s.room)
+}
+
+// askMayJoin asks Config.MayJoin, if set, whether the user may join room.
+func (h *Handler) askMayJoin(q *request, room chat.Room) bool {
+	return h.cfg.MayJoin != nil && h.cfg.MayJoin(q.ctx, q.p.user, room)
+}
+
+// namesSelf reports whether a member body names the caller as its user (as userRef reads it:
+// user_id first, else user_name), without a lookup.
+func (q *request) namesSelf(in memberInput) bool {
+	if in.UserID != "" {
+		id, ok := parseID(prefixUser, in.UserID)
+		return ok && id == q.p.user.ID
+	}
+	return in.UserName != "" && in.UserName == q.p.user.Name
+}
+
 func (h *Handler) getMember(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
-	if _, err := h.access(q, r); err != nil {
+	if err := q.access(s); err != nil {
 		return err
 	}
+	r := s.room
 	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
 	if err != nil {
 		return err
@@ -141,10 +180,11 @@ func (h *Handler) getMember(q *request) error {
 }
 
 func (h *Handler) updateMember(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
+	r := s.room
 	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
 	if err != nil {
 		return err
@@ -152,10 +192,7 @@ func (h *Handler) updateMember(q *request) error {
 	if err := q.ownMember(m); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	if err := parseMemberUpdate(b); err != nil {
 		return err
 	}
@@ -171,10 +208,11 @@ func (h *Handler) updateMember(q *request) error {
 }
 
 func (h *Handler) deleteMember(q *request) error {
-	r, err := h.room(q)
+	s, err := h.conversation(q)
 	if err != nil {
 		return err
 	}
+	r := s.room
 	m, err := h.memberParam(q.ctx, r.ID, q.params[1])
 	if err != nil {
 		return err

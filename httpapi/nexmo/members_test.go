@@ -152,16 +152,16 @@ func TestMemberErrors(t *testing.T) {
 			{"unknown inviting member", "", "POST", base, fmt.Sprintf(`{"action":"invite","user_id":%q,"member_id_inviting":"MEM-x",`+app+`}`, hank), 404, codeMemberNotFound, ""},
 			{"user joins another", "mx-alice", "POST", base, fmt.Sprintf(`{"action":"join","user_id":%q,`+app+`}`, hank), 403, codePermission, ""},
 			{"user invites as another", "mx-alice", "POST", base, fmt.Sprintf(`{"action":"invite","user_id":%q,"member_id_inviting":%q,`+app+`}`, hank, c.bobM), 403, codePermission, ""},
-			{"uninvited join of a private room", "hank", "POST", "/conversations/" + conversationID(priv.ID) + "/members", fmt.Sprintf(`{"action":"join","user_id":%q,`+app+`}`, hank), 403, codePermission, ""},
-			{"non-member invites", "hank", "POST", base, fmt.Sprintf(`{"action":"invite","user_id":%q,`+app+`}`, hank), 403, codePermission, ""},
+			{"uninvited join of a private room", "hank", "POST", "/conversations/" + conversationID(priv.ID) + "/members", fmt.Sprintf(`{"action":"join","user_id":%q,`+app+`}`, hank), 404, codeConvNotFound, ""},
+			{"non-member invites", "hank", "POST", base, fmt.Sprintf(`{"action":"invite","user_id":%q,`+app+`}`, hank), 404, codeConvNotFound, ""},
 			{"unknown member", "", "GET", base + "/MEM-00000000-0000-0000-0000-000000000001", "", 404, codeMemberNotFound, ""},
 			{"malformed member", "", "GET", base + "/nope", "", 404, codeMemberNotFound, ""},
 			{"update without action", "", "PUT", base + "/" + c.aliceM, `{}`, 400, codeValidation, "action"},
 			{"update invite", "", "PUT", base + "/" + c.aliceM, `{"action":"invite"}`, 400, codeValidation, "action"},
 			{"update another's member", "mx-bob", "PUT", base + "/" + c.aliceM, `{"action":"join"}`, 403, codePermission, ""},
 			{"delete another's member", "mx-bob", "DELETE", base + "/" + c.aliceM, "", 403, codePermission, ""},
-			{"list as a stranger", "hank", "GET", base, "", 403, codePermission, ""},
-			{"retrieve as a stranger", "hank", "GET", base + "/" + c.aliceM, "", 403, codePermission, ""},
+			{"list as a stranger", "hank", "GET", base, "", 404, codeConvNotFound, ""},
+			{"retrieve as a stranger", "hank", "GET", base + "/" + c.aliceM, "", 404, codeConvNotFound, ""},
 			{"method", "", "PATCH", base, "", 405, codeMethod, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -180,8 +180,13 @@ func TestMemberErrors(t *testing.T) {
 				}
 			})
 		}
-		// A user may join itself to a public conversation and leave its own member.
+		// An invited user may join itself and leave its own member; having left, it knows the
+		// conversation but may not read it.
+		invited := v.must(201, v.do("POST", base, v.admin, `{"action":"invite","user_name":"hank",`+app+`}`)).str("id")
 		mid := v.must(201, v.do("POST", base, v.token("hank"), `{"action":"join","user_name":"hank",`+app+`}`)).str("id")
+		if mid != invited {
+			t.Fatalf("joining an invitation made member %s, not %s", mid, invited)
+		}
 		v.must(200, v.do("GET", base, v.token("hank"), nil))
 		v.must(200, v.do("DELETE", base+"/"+mid, v.token("hank"), nil))
 		v.wantError(v.do("GET", base, v.token("hank"), nil), 403, codePermission, "")

@@ -10,7 +10,13 @@
 //
 // Every request carries a Bearer JWT signed RS256 with the private key of an application
 // whose public key Config names (see Claims and NewToken). A token without `sub` is an admin
-// token; with `sub` it acts as the user of that name and sees only its own conversations.
+// token; with `sub` it acts as the user of that name and sees only its own conversations: any
+// other conversation is answered exactly as one that does not exist, and it joins only
+// conversations it was invited to or created here, or that Config.MayJoin lets it join.
+//
+// Writes are rate-limited per client (Config.Limiter); bodies must be declared and be JSON
+// that is valid UTF-8, without NULs, nested at most chat.MaxJSONDepth deep; a store that
+// cannot take writes is answered 503 with Retry-After.
 //
 // The handler answers paths relative to the path of Config.BaseURL, so it can be mounted
 // with or without http.StripPrefix:
@@ -24,7 +30,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -32,6 +37,8 @@ import (
 	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 )
 
 // Config configures a Handler.
@@ -58,6 +65,18 @@ type Config struct {
 	MemberRole chat.Role
 	// Logger logs internal errors (default slog.Default()).
 	Logger *slog.Logger
+	// Limiter limits each client's writes (POST, PUT and DELETE, whoever makes them, before
+	// the token is checked): each costs a limit.Write token of the client limit.ClientKey
+	// names, and a refused one is answered 429 http:error:too-many-request with Retry-After.
+	// nil means limit.New(limit.DefaultRates), made by New; limit.New(limit.Rates{}) limits
+	// nothing. One Limiter may be shared by every surface of a server. Admin tokens count
+	// too: an application backend that writes much from one address needs rates to match.
+	Limiter *limit.Limiter
+	// MayJoin, when set, is asked whether a user (a token with `sub`) may join a conversation
+	// the default policy does not let it join: one it was not invited to and did not create
+	// through this API, or left (decisions.go). It runs inside the request, so it should be
+	// quick. nil: the default alone decides. Admin tokens join anyone anywhere without it.
+	MayJoin func(ctx context.Context, user chat.User, room chat.Room) bool
 }
 
 // Handler is the Nexmo Conversation API as an http.Handler. It is safe for concurrent use.
@@ -88,6 +107,9 @@ func New(engine *chat.Engine, cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = limit.New(limit.DefaultRates)
+	}
 	h := &Handler{e: engine, cfg: cfg, log: cfg.Logger,
 		base: strings.TrimRight(cfg.BaseURL, "/"), prefix: strings.TrimRight(u.Path, "/")}
 	if h.log == nil {
@@ -105,6 +127,7 @@ type request struct {
 	ctx    context.Context
 	p      principal
 	params []string // the path's id segments, in order
+	body   []byte   // the body of a POST or PUT, read and bounded before the operation runs
 }
 
 type op func(h *Handler, q *request) error
@@ -184,7 +207,7 @@ next:
 	return nil, nil
 }
 
-// ServeHTTP serves one request: route, method, token, body limit, then the operation.
+// ServeHTTP serves one request: route, method, rate limit, token, body, then the operation.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if h.prefix != "" {
@@ -207,17 +230,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newAPIError(codeMethod, "Method "+r.Method+" is not allowed here."))
 		return
 	}
+	// Writes are counted before the token is checked: checking an RS256 signature is the
+	// dearest thing an anonymous client can make us do.
+	if method != http.MethodGet && !h.cfg.Limiter.AllowRequest(r, limit.Write) {
+		writeError(w, errTooManyRequests)
+		return
+	}
 	p, err := h.authenticate(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		writeError(w, newAPIError(codeTooLarge, "The request body is larger than the limit."))
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
 	q := &request{w: w, r: r, ctx: r.Context(), p: p, params: params}
+	if method == http.MethodPost || method == http.MethodPut {
+		// A body must say it is JSON; a request with no body at all declares nothing
+		// (decisions.go). Read here, before any lookup, so that what a body is answered
+		// never depends on what the path names.
+		q.body, err = httpx.ReadBody(w, r, h.cfg.MaxBodyBytes, httpx.JSON, r.ContentLength == 0)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
 	if err := fn(h, q); err != nil {
 		h.fail(w, r, err)
 	}
@@ -227,14 +261,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if ae := writeError(w, err); ae.status >= 500 {
 		h.log.Error("nexmo: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-}
-
-// body reads the request body (bounded by MaxBodyBytes).
-func (q *request) body() ([]byte, error) {
-	if q.r.Body == nil {
-		return nil, nil
-	}
-	return io.ReadAll(q.r.Body)
 }
 
 // href builds an absolute link from path segments under the base URL.

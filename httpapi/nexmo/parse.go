@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
 )
 
 // Wire ids: a prefix and the UUID form of the engine ID (fact: CON-<uuid>, MEM-<uuid>,
@@ -50,7 +51,10 @@ func parseEventID(s string) (uint64, bool) {
 }
 
 // decodeObject decodes a JSON object body into dst. An empty body is the empty object when
-// emptyOK. Type mismatches name the field; anything that is not one JSON object is refused.
+// emptyOK. Type mismatches name the field; anything that is not one JSON object is refused, and
+// so is anything that could not be stored as sent (httpx.DecodeJSON: invalid UTF-8, which Go's
+// decoder would silently turn into U+FFFD, NULs, nesting past chat.MaxJSONDepth), naming the
+// top-level field at fault (refusedField).
 func decodeObject(b []byte, dst any, emptyOK bool) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -59,21 +63,66 @@ func decodeObject(b []byte, dst any, emptyOK bool) error {
 		}
 		return validation("body", "a JSON object is required")
 	}
+	// Checked whole first, as a raw value (no type can mismatch it), so that a type
+	// mismatch below is the only failure left and names its field.
+	var raw json.RawMessage
+	if err := httpx.DecodeJSON(b, &raw); err != nil {
+		if field, reason := refusedField(b); field != "" {
+			return validation(field, reason)
+		}
+		return validation("body", err.Error())
+	}
 	if b[0] != '{' {
 		return validation("body", "the body must be a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(dst); err != nil {
+	if err := json.Unmarshal(raw, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return validation(te.Field, "must be of type "+te.Type.String())
 		}
 		return validation("body", "malformed JSON")
 	}
-	if dec.InputOffset() != int64(len(b)) {
-		return validation("body", "data after the JSON object")
-	}
 	return nil
+}
+
+// refusedField finds, in a JSON object, the first member whose value chat.CheckJSON refuses,
+// and returns its key and the reason; "" when there is none to blame (not an object, broken
+// JSON, or the fault is in a key). Only keys that look like the vendor's field names (lower
+// case, digits, '_') are returned, so that the answer never echoes a mangled key.
+func refusedField(b []byte) (field, reason string) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", ""
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", ""
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", ""
+		}
+		var inv *chat.InvalidError
+		if err := chat.CheckJSON(key, v); errors.As(err, &inv) && isFieldName(key) {
+			return key, inv.Reason
+		}
+	}
+	return "", ""
+}
+
+// isFieldName reports whether s looks like one of the vendor's field names.
+func isFieldName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // optObject checks that raw, if present and not null, is a JSON object; it returns it

@@ -31,17 +31,17 @@ func TestUserPermissions(t *testing.T) {
 			{"create a conversation", alice, "POST", "/conversations", `{"name":"mine"}`, 200},
 			{"list all conversations", alice, "GET", "/conversations", ``, 403},
 			{"retrieve own", alice, "GET", "/conversations/" + own.cid, ``, 200},
-			{"retrieve another", alice, "GET", "/conversations/" + other.cid, ``, 403},
+			{"retrieve another", alice, "GET", "/conversations/" + other.cid, ``, 404},
 			{"retrieve as invited", zoeT, "GET", "/conversations/" + own.cid, ``, 200},
 			{"update own", alice, "PUT", "/conversations/" + own.cid, `{"display_name":"x"}`, 200},
 			{"update as invited", zoeT, "PUT", "/conversations/" + own.cid, `{"display_name":"y"}`, 403},
-			{"update another", alice, "PUT", "/conversations/" + other.cid, `{"display_name":"x"}`, 403},
+			{"update another", alice, "PUT", "/conversations/" + other.cid, `{"display_name":"x"}`, 404},
 			{"delete own", alice, "DELETE", "/conversations/" + own.cid, ``, 403},
 			{"events of own", alice, "GET", "/conversations/" + own.cid + "/events", ``, 200},
-			{"events of another", alice, "GET", "/conversations/" + other.cid + "/events", ``, 403},
-			{"event of another", alice, "GET", "/conversations/" + other.cid + "/events/1", ``, 403},
-			{"delete event of another", alice, "DELETE", "/conversations/" + other.cid + "/events/1", ``, 403},
-			{"members of another", alice, "GET", "/conversations/" + other.cid + "/members", ``, 403},
+			{"events of another", alice, "GET", "/conversations/" + other.cid + "/events", ``, 404},
+			{"event of another", alice, "GET", "/conversations/" + other.cid + "/events/1", ``, 404},
+			{"delete event of another", alice, "DELETE", "/conversations/" + other.cid + "/events/1", ``, 404},
+			{"members of another", alice, "GET", "/conversations/" + other.cid + "/members", ``, 404},
 			{"leave another's member", alice, "DELETE", "/conversations/" + own.cid + "/members/" + own.bobM, ``, 403},
 			{"list users", alice, "GET", "/users", ``, 200},
 			{"retrieve a user", alice, "GET", "/users/" + own.bob, ``, 200},
@@ -55,9 +55,12 @@ func TestUserPermissions(t *testing.T) {
 					body = tc.body
 				}
 				r := v.do(tc.method, tc.path, tc.token, body)
-				if tc.status == 403 {
+				switch tc.status {
+				case 403:
 					v.wantError(r, 403, codePermission, "")
-				} else {
+				case 404: // another's conversation is answered as one that does not exist
+					v.wantError(r, 404, codeConvNotFound, "")
+				default:
 					v.must(tc.status, r)
 				}
 			})

@@ -52,10 +52,7 @@ func (h *Handler) createUser(q *request) error {
 	if err := q.adminOnly(); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseUser(b, true)
 	if err != nil {
 		return err
@@ -86,10 +83,7 @@ func (h *Handler) updateUser(q *request) error {
 	if err := q.self(u); err != nil {
 		return err
 	}
-	b, err := q.body()
-	if err != nil {
-		return err
-	}
+	b := q.body
 	in, err := parseUser(b, false)
 	if err != nil {
 		return err

@@ -3,7 +3,9 @@ package nexmo
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/chat"
 )
@@ -38,7 +40,9 @@ func TestUsers(t *testing.T) {
 			t.Fatalf("another surface's attribute lost: %v", u.Attributes)
 		}
 
-		// list: array of {id, name, href}; paging like the HAL lists.
+		// list: array of {id, name, href} in ID order; paging like the HAL lists. IDs made in
+		// one millisecond are in no particular order: jay is made a millisecond later.
+		v.clock.Advance(time.Millisecond)
 		jay := v.user("jay")
 		diff(t, jsonOf(t, `[{"id":%q,"name":"ivy","href":%q},{"id":%q,"name":"jay","href":%q}]`, uid, uHref, jay, testBase+"/users/"+jay),
 			v.must(200, v.do("GET", "/users", v.admin, nil)).JSON)
@@ -55,8 +59,13 @@ func TestUsers(t *testing.T) {
 		want := jsonOf(t, `[
 			{"id":%[1]q,"name":"u1","display_name":"","state":"JOINED","member_id":%[2]q,"sequence_number":2,"href":%[3]q,"timestamp":{"created":%[7]q}},
 			{"id":%[4]q,"name":"u2","display_name":"","state":"JOINED","member_id":%[5]q,"sequence_number":1,"href":%[6]q,"timestamp":{"created":%[7]q}}]`,
-			c1, m1, testBase+"/conversations/"+c1, c2, m2, testBase+"/conversations/"+c2, t0)
-		diff(t, want, v.must(200, v.do("GET", "/users/"+uid+"/conversations", v.token("ivy"), nil)).JSON)
+			c1, m1, testBase+"/conversations/"+c1, c2, m2, testBase+"/conversations/"+c2, ts(v.clock.Now()))
+		// Both conversations were made in one millisecond, so their order is not part of this.
+		got2 := v.must(200, v.do("GET", "/users/"+uid+"/conversations", v.token("ivy"), nil)).arr()
+		sort.Slice(got2, func(i, j int) bool {
+			return got2[i].(map[string]any)["name"].(string) < got2[j].(map[string]any)["name"].(string)
+		})
+		diff(t, want, any(got2))
 		v.wantError(v.do("GET", "/users/"+uid+"/conversations", v.token("jay"), nil), 403, codePermission, "")
 
 		// delete: its joined memberships end (LEFT, member:left), then the user is gone.
