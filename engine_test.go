@@ -145,6 +145,10 @@ func TestBadInputStoresNothing(t *testing.T) {
 				_, err := e.UpdateRoom(ctx, w.room.ID, chat.RoomUpdate{Attributes: map[string]string{"k": "\x00"}})
 				return err
 			}, chat.ErrInvalid},
+			{"invited-only join without an invitation", func() error {
+				_, err := e.Join(ctx, w.room.ID, w.outsider.ID, chat.JoinOptions{InvitedOnly: true})
+				return err
+			}, chat.ErrForbidden},
 			{"oversized role", func() error {
 				_, err := e.Join(ctx, w.room.ID, w.outsider.ID, chat.JoinOptions{Role: chat.Role(longText(2000))})
 				return err

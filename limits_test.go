@@ -97,6 +97,13 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}`, true}, // brackets in a string
 		{`{`, false},
 		{`{"a":"\"}"}`, true},
+		{`"\ud83d\ude00"`, true},  // a pair: 😀
+		{`"\ud83d"`, false},       // a high half alone
+		{`"\ud83dx"`, false},      // followed by something else
+		{`"\ud83d\u0041"`, false}, // followed by another escape
+		{`"\ude00"`, false},       // a low half alone
+		{`"\\ud800"`, true},       // an escaped backslash, then text
+		{`"\uD83D\uDE00"`, true},  // upper case
 	}
 	for _, c := range cases {
 		err := chat.CheckJSON("body", []byte(c.doc))

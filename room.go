@@ -415,6 +415,10 @@ type JoinOptions struct {
 	Nickname string
 	// Role is the member's role; it replaces an invitation's role when not empty.
 	Role Role
+	// InvitedOnly makes the join succeed only for a user with a pending invitation (ErrForbidden
+	// otherwise, in any room): for a surface whose policy is that its callers join only where
+	// they were invited, checked in the same transaction as the join.
+	InvitedOnly bool
 }
 
 // Join makes a user a joined member of a room, with a new JoinNumber, and appends
@@ -453,6 +457,9 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 	case err != nil && !isNotFound(err):
 		return Member{}, err
 	default: // never a member, or left
+		if o.InvitedOnly {
+			return Member{}, fmt.Errorf("chat: user %s is not invited to room %s: %w", userID, roomID, ErrForbidden)
+		}
 		if r.Private && !admitted {
 			return Member{}, fmt.Errorf("chat: room %s is private and user %s is not invited: %w", roomID, userID, ErrForbidden)
 		}

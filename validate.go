@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -129,8 +128,8 @@ func checkAttributes(a map[string]string) error {
 }
 
 // CheckJSON reports, as an *InvalidError for field, a document that is not valid JSON, is not
-// valid UTF-8, nests deeper than MaxJSONDepth, or holds a NUL character (as the escape
-// \u0000). Surfaces use it on JSON they store; the engine uses it on every body.
+// valid UTF-8, nests deeper than MaxJSONDepth, holds a NUL character (as the escape \u0000) or
+// half a UTF-16 surrogate pair (an escape Go's decoder would silently turn into U+FFFD). Surfaces use it on JSON they store; the engine uses it on every body.
 func CheckJSON(field string, doc []byte) error {
 	if !utf8.Valid(doc) {
 		return invalid(field, "not valid UTF-8")
@@ -141,8 +140,21 @@ func CheckJSON(field string, doc []byte) error {
 		if inString {
 			switch c {
 			case '\\':
-				if bytes.HasPrefix(doc[i+1:], []byte("u0000")) {
-					return invalid(field, "contains a NUL character")
+				if i+1 < len(doc) && doc[i+1] == 'u' {
+					r, ok := hex4(doc[i+2:])
+					switch {
+					case !ok:
+						// json.Valid below refuses it
+					case r == 0:
+						return invalid(field, "contains a NUL character")
+					case r >= 0xD800 && r <= 0xDBFF: // a high surrogate needs its low half next
+						if lo, ok := hex4(doc[min(i+8, len(doc)):]); !ok || doc[i+6] != '\\' || doc[i+7] != 'u' || lo < 0xDC00 || lo > 0xDFFF {
+							return invalid(field, "holds half a UTF-16 surrogate pair")
+						}
+						i += 6 // the low half is checked here, not as a lone one
+					case r >= 0xDC00 && r <= 0xDFFF:
+						return invalid(field, "holds half a UTF-16 surrogate pair")
+					}
 				}
 				i++ // the escaped character
 			case '"':
@@ -167,4 +179,25 @@ func CheckJSON(field string, doc []byte) error {
 		return invalid(field, "not valid JSON")
 	}
 	return nil
+}
+
+// hex4 decodes the four hex digits b starts with.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -135,6 +135,26 @@ func (l *Limiter) Allow(key string, c Class) bool {
 	return ok
 }
 
+// RetryAfter returns how long the client named by key must wait before a request of class c
+// would be allowed: what a refusal's Retry-After header says. It takes nothing.
+func (l *Limiter) RetryAfter(key string, c Class) time.Duration {
+	if l == nil || c >= numClasses || l.rates[c].PerSecond <= 0 {
+		return 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cl := l.clients[key]
+	if cl == nil || cl.buckets[c] == nil {
+		return 0
+	}
+	tokens := cl.buckets[c].TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / l.rates[c].PerSecond * float64(time.Second))
+}
+
 // AllowRequest is Allow for the client that made r, named by ClientKey.
 func (l *Limiter) AllowRequest(r *http.Request, c Class) bool {
 	if l == nil {

@@ -39,6 +39,15 @@ func TestAllow(t *testing.T) {
 			t.Fatalf("step %d: Allow(%q, %v) = %v, want %v", i, s.key, s.class, got, s.want)
 		}
 	}
+	if got := l.RetryAfter("a", Create); got != time.Second {
+		t.Errorf("RetryAfter(a, Create) = %v, want 1s", got)
+	}
+	if got := l.RetryAfter("b", Create); got != 0 {
+		t.Errorf("RetryAfter(b, Create) = %v, want 0", got)
+	}
+	if got := l.RetryAfter("nobody", Write); got != 0 {
+		t.Errorf("RetryAfter(nobody) = %v", got)
+	}
 	if got := l.Refused(Create); got != 2 {
 		t.Errorf("Refused(Create) = %d, want 2", got)
 	}

@@ -117,7 +117,9 @@ func (h *Handler) createMember(q *request) error {
 		if !q.p.admin && !admitted && !h.mayJoin(q, s) {
 			return forbidden("You may only join a conversation you are invited to.")
 		}
-		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{Role: h.cfg.MemberRole})
+		// Allowed for its invitation alone: the engine checks it is still there as it joins.
+		invitedOnly := !q.p.admin && !admitted && s.self.State == chat.Invited
+		m, err = h.e.Join(q.ctx, r.ID, u.ID, chat.JoinOptions{Role: h.cfg.MemberRole, InvitedOnly: invitedOnly})
 	}
 	if err != nil {
 		return fail(err, resMember, "user_id")

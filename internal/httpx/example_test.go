@@ -38,5 +38,5 @@ func Example() {
 	}
 	// Output:
 	// 200 {"echo":"hi"}
-	// 400 {"message":"the body is not valid UTF-8"}
+	// 400 {"message":"body: not valid UTF-8"}
 }

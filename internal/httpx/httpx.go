@@ -34,8 +34,12 @@ var (
 
 // Error is a refused body: its kind (one of the errors above) and what to tell the client.
 type Error struct {
+	// Kind is ErrTooLarge, ErrMediaType or ErrMalformed.
 	Kind error
-	Msg  string
+	// Msg is what to tell the client.
+	Msg string
+	// Field, when not empty, names the JSON field at fault (a type mismatch).
+	Field string
 }
 
 // Error returns the message for the client.
@@ -118,7 +122,7 @@ func DecodeJSON(b []byte, dst any) error {
 	if err := chat.CheckJSON("body", b); err != nil {
 		var inv *chat.InvalidError
 		if errors.As(err, &inv) {
-			return malformed("the body is %s", inv.Reason)
+			return malformed("body: %s", inv.Reason)
 		}
 		return malformed("%v", err)
 	}
@@ -126,7 +130,7 @@ func DecodeJSON(b []byte, dst any) error {
 	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return &Error{Kind: ErrMalformed, Msg: fmt.Sprintf("%s must be of type %s", te.Field, te.Type)}
+			return &Error{Kind: ErrMalformed, Msg: fmt.Sprintf("%s must be of type %s", te.Field, te.Type), Field: te.Field}
 		}
 		return malformed("malformed JSON: %v", err)
 	}
