@@ -128,6 +128,7 @@ type Engine struct {
 	hubs   hubs
 	feeds  feeds
 	timers *scheduler
+	shown  typingShown
 	bus    *busSync // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
@@ -228,8 +229,11 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 	e.noteWrite(err)
 	var first Event
 	if err == nil {
-		if len(w.events) > 0 {
+		switch {
+		case len(w.events) > 0:
 			first = w.events[0]
+		case w.found.Pos != 0:
+			first = w.found
 		}
 		for _, t := range w.armed {
 			e.timers.arm(t)
@@ -238,7 +242,7 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 	clear(w.events)
 	clear(w.armed)
 	w.e, w.fn, w.Tx, w.events, w.armed = nil, nil, nil, w.events[:0], w.armed[:0]
-	w.ev, w.scratch = Event{}, Event{}
+	w.ev, w.scratch, w.found = Event{}, Event{}, Event{}
 	wtxPool.Put(w)
 	return first, err
 }
@@ -297,6 +301,9 @@ type wtx struct {
 	// spare an allocation per event.
 	ev      Event
 	scratch Event
+	// found is what an operation that appended nothing answers with (a Send retried with its
+	// key returns the message it sent before).
+	found Event
 }
 
 var wtxPool = sync.Pool{New: func() any {
@@ -310,7 +317,7 @@ func (w *wtx) runTx(tx Tx) error {
 	w.Tx = tx
 	clear(w.events)
 	clear(w.armed)
-	w.events, w.armed = w.events[:0], w.armed[:0] // a rerun starts afresh
+	w.events, w.armed, w.found = w.events[:0], w.armed[:0], Event{} // a rerun starts afresh
 	if err := w.fn(w); err != nil {
 		return err
 	}

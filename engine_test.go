@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -16,10 +17,12 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/fakeclock"
 )
 
 type world struct {
 	e          *chat.Engine
+	clock      *fakeclock.Clock
 	room       chat.Room
 	ada, bob   chat.User
 	outsider   chat.User
@@ -28,8 +31,8 @@ type world struct {
 }
 
 func newWorld(t *testing.T, newStore func(testing.TB) chat.Store, opts ...chat.Option) *world {
-	e, _ := newEngine(t, newStore, opts...)
-	w := &world{e: e}
+	e, clock := newEngine(t, newStore, opts...)
+	w := &world{e: e, clock: clock}
 	w.room = must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "lobby"}))
 	w.ada = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "ada"}))
 	w.bob = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "bob"}))
@@ -689,4 +692,103 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+// TestSendWithKeyIsIdempotent: a send retried with its key returns the message it sent and
+// appends nothing; the key is the sender's, and it is kept by the store (so across restarts
+// of a durable one).
+func TestSendWithKeyIsIdempotent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		first := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"}))
+		if first.Key != "k1" {
+			t.Fatalf("sent %+v", first)
+		}
+		last := w.last(t)
+		again := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"}))
+		if diff := cmp.Diff(first, again); diff != "" {
+			t.Fatalf("the retry answered another event (-first +retry):\n%s", diff)
+		}
+		if w.last(t) != last {
+			t.Fatal("the retry appended")
+		}
+		// Another user's key collides rather than answering with ada's message.
+		_, err := e.Send(ctx, w.room.ID, w.bob.ID, chat.NewMessage{Text: "x", Key: "k1"})
+		wantErr(t, err, chat.ErrConflict)
+		// The same key in another room is another message.
+		other := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
+		must[chat.Member](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
+		if ev := must[chat.Event](t)(e.Send(ctx, other.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"})); ev.RoomID != other.ID || ev.Pos != 2 {
+			t.Fatalf("in another room: %+v", ev)
+		}
+		// Even after the sender left (the answer was lost, the client retries later).
+		must[chat.Member](t)(e.Leave(ctx, w.room.ID, w.ada.ID))
+		if ev := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"})); ev.Pos != first.Pos {
+			t.Fatalf("retry after leaving: %+v", ev)
+		}
+	})
+}
+
+// TestReceiptsCarryTheirPreviousWatermark: a receipt event says where the watermark moved from.
+func TestReceiptsCarryTheirPreviousWatermark(t *testing.T) {
+	w := newWorld(t, storeFactories[0].Open)
+	for i := range 4 {
+		must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.bob.ID, chat.NewMessage{Text: fmt.Sprint(i)}))
+	}
+	var prevs []uint64
+	for _, mark := range []struct {
+		read bool
+		pos  uint64
+	}{{false, 3}, {true, 4}, {false, 6}, {true, 6}} {
+		mark := mark
+		var m chat.Member
+		if mark.read {
+			m = must[chat.Member](t)(w.e.MarkRead(ctx, w.room.ID, w.ada.ID, mark.pos))
+		} else {
+			m = must[chat.Member](t)(w.e.MarkDelivered(ctx, w.room.ID, w.ada.ID, mark.pos))
+		}
+		ev := must[chat.Event](t)(w.e.Event(ctx, w.room.ID, m.Pos))
+		prevs = append(prevs, ev.Prev)
+	}
+	if diff := cmp.Diff([]uint64{0, 0, 4, 4}, prevs); diff != "" {
+		t.Fatalf("Prev of the receipts (-want +got):\n%s", diff)
+	}
+}
+
+// TestTypingIsThrottled: previews changing faster than TypingEvery make one typing event a
+// second, the latest preview winning; a message in between drops the held-back preview.
+func TestTypingIsThrottled(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e, clock := w.e, w.clock
+		typed := func() (texts []string) {
+			for _, ev := range must[[]chat.Event](t)(e.Read(ctx, w.room.ID, 1, 1000, false)) {
+				if ev.Type == chat.EventTypingStarted {
+					texts = append(texts, ev.Text)
+				}
+			}
+			return texts
+		}
+		for _, p := range []string{"h", "he", "hel", "hell"} { // within one second
+			must[chat.Event](t)(e.StartTyping(ctx, w.room.ID, w.ada.ID, p))
+			clock.Advance(200 * time.Millisecond)
+		}
+		if diff := cmp.Diff([]string{"h"}, typed()); diff != "" {
+			t.Fatalf("typing events within the second (-want +got):\n%s", diff)
+		}
+		clock.Advance(300 * time.Millisecond) // the second is up: the latest preview shows
+		if diff := cmp.Diff([]string{"h", "hell"}, typed()); diff != "" {
+			t.Fatalf("typing events after the second (-want +got):\n%s", diff)
+		}
+		if ts := must[[]chat.Typist](t)(e.Typing(ctx, w.room.ID)); len(ts) != 1 || ts[0].Text != "hell" {
+			t.Fatalf("typists: %+v", ts)
+		}
+		must[chat.Event](t)(e.StartTyping(ctx, w.room.ID, w.ada.ID, "hello")) // held again
+		must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "hello"}))
+		clock.Advance(2 * time.Second)
+		if diff := cmp.Diff([]string{"h", "hell"}, typed()); diff != "" {
+			t.Fatalf("a held preview showed after the message (-want +got):\n%s", diff)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -129,3 +130,6 @@ func (s *idSource) New(t time.Time) ID {
 	s.mu.Unlock()
 	return id
 }
+
+// compareID orders IDs by their bytes.
+func compareID(a, b ID) int { return bytes.Compare(a[:], b[:]) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,9 +44,14 @@ type modelRoom struct {
 	follower *liveFollower
 }
 
+// typist is the model of a member's typing: its indicator's expiry as stored, the preview
+// shown (its last typing event, at shownAt) and a preview held back until a second after it.
 type typist struct {
-	until time.Time
-	text  string
+	until   time.Time
+	text    string
+	shownAt time.Time
+	pending string
+	held    bool
 }
 
 // liveFollower follows a room from position 1 in its own goroutine, as a slow reader would.
@@ -167,8 +173,84 @@ func (m *engineMachine) state(r *modelRoom, u chat.ID) chat.MemberState {
 
 func (m *engineMachine) appendEvent(r *modelRoom, ev modelEvent) { r.events = append(r.events, ev) }
 
-// tick moves the clock a little before each action, so that deadlines never tie.
-func (m *engineMachine) tick() { m.clock.Advance(time.Millisecond) }
+// tick moves the clock a little before each action.
+func (m *engineMachine) tick() { m.advance(time.Millisecond) }
+
+// advance moves the clock by d: typing indicators whose TTL passed end with
+// EventTypingStopped, and previews held back show once their second is up, in the order of
+// their times (ties in timer kind, room and member order). As on the fake clock, each acts
+// with the time the clock moved to.
+func (m *engineMachine) advance(d time.Duration) {
+	end := m.clock.Now().Add(d)
+	type due struct {
+		at     time.Time
+		kind   chat.TimerKind
+		room   chat.ID
+		member chat.ID // the membership record for an expiry, the user for a flush
+		k      [2]chat.ID
+	}
+	var dues []due
+	for k, ty := range m.typing {
+		if !ty.until.After(end) {
+			mem, err := m.e.Member(context.Background(), k[0], k[1])
+			if err != nil {
+				m.t.Fatal(err)
+			}
+			dues = append(dues, due{ty.until, chat.TimerTyping, k[0], mem.ID, k})
+		}
+		if at := ty.shownAt.Add(chat.TypingEvery); ty.held && !at.After(end) {
+			dues = append(dues, due{at, "typing-flush", k[0], k[1], k})
+		}
+	}
+	slices.SortFunc(dues, func(a, b due) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		if a.kind != b.kind {
+			return strings.Compare(string(a.kind), string(b.kind))
+		}
+		if c := compareIDs(a.room, b.room); c != 0 {
+			return c
+		}
+		return compareIDs(a.member, b.member)
+	})
+	for _, d := range dues {
+		ty, ok := m.typing[d.k]
+		if !ok {
+			continue
+		}
+		r := m.roomByID(d.k[0])
+		if d.kind == chat.TimerTyping {
+			delete(m.typing, d.k)
+			m.appendEvent(r, modelEvent{Type: chat.EventTypingStopped, User: d.k[1]})
+			continue
+		}
+		// A held preview shows if the member still types when the clock has moved.
+		ty.held = false
+		switch {
+		case !ty.until.After(end):
+		case ty.pending == ty.text:
+			if ty.until.Sub(end) < m.ttl/2 {
+				ty.until = end.Add(m.ttl)
+			}
+		default:
+			m.appendEvent(r, modelEvent{Type: chat.EventTypingStarted, User: d.k[1], Text: ty.pending})
+			ty = typist{until: end.Add(m.ttl), text: ty.pending, shownAt: end}
+		}
+		m.typing[d.k] = ty
+	}
+	m.clock.Advance(d)
+}
+
+func (m *engineMachine) roomByID(id chat.ID) *modelRoom {
+	for _, r := range m.rooms {
+		if r.id == id {
+			return r
+		}
+	}
+	m.t.Fatalf("no room %s in the model", id)
+	return nil
+}
 
 func (m *engineMachine) CreateUser(t *rapid.T) {
 	m.tick()
@@ -396,11 +478,21 @@ func (m *engineMachine) StartTyping(t *rapid.T) {
 	}
 	m.check(err, want, "StartTyping")
 	if want == nil {
+		now := m.clock.Now()
 		k := [2]chat.ID{r.id, u}
-		if cur, ok := m.typing[k]; !ok || cur.text != text {
-			m.appendEvent(r, modelEvent{Type: chat.EventTypingStarted, User: u, Text: text})
+		cur, ok := m.typing[k]
+		if ok && cur.until.After(now) && (cur.text == text || now.Sub(cur.shownAt) < chat.TypingEvery) {
+			// A renewal, or a new preview within the second: held back, the latest winning.
+			if cur.until.Sub(now) < m.ttl/2 {
+				cur.until = now.Add(m.ttl)
+			}
+			cur.held = cur.text != text
+			cur.pending = text
+			m.typing[k] = cur
+			return
 		}
-		m.typing[k] = typist{until: m.clock.Now().Add(m.ttl), text: text}
+		m.appendEvent(r, modelEvent{Type: chat.EventTypingStarted, User: u, Text: text})
+		m.typing[k] = typist{until: now.Add(m.ttl), text: text, shownAt: now}
 	}
 }
 
@@ -423,31 +515,9 @@ func (m *engineMachine) StopTyping(t *rapid.T) {
 	}
 }
 
-// Advance moves the clock; typing indicators whose TTL passed end with EventTypingStopped, in
-// deadline order.
+// Advance moves the clock by up to 8 s (see advance).
 func (m *engineMachine) Advance(t *rapid.T) {
-	d := time.Duration(rapid.IntRange(1, 8000).Draw(t, "ms")) * time.Millisecond
-	now := m.clock.Now().Add(d)
-	type due struct {
-		k  [2]chat.ID
-		at time.Time
-	}
-	var dues []due
-	for k, ty := range m.typing {
-		if !ty.until.After(now) {
-			dues = append(dues, due{k, ty.until})
-		}
-	}
-	slices.SortFunc(dues, func(a, b due) int { return a.at.Compare(b.at) })
-	for _, d := range dues {
-		delete(m.typing, d.k)
-		for _, r := range m.rooms {
-			if r.id == d.k[0] {
-				m.appendEvent(r, modelEvent{Type: chat.EventTypingStopped, User: d.k[1]})
-			}
-		}
-	}
-	m.clock.Advance(d)
+	m.advance(time.Duration(rapid.IntRange(1, 8000).Draw(t, "ms")) * time.Millisecond)
 }
 
 func (m *engineMachine) EndRoom(t *rapid.T) {

@@ -631,16 +631,17 @@ func (tx *wtx) joined(roomID, userID ID) (Member, error) {
 }
 
 // MarkDelivered moves a member's delivered watermark up to pos and appends EventDelivered
-// (Ref = pos). A pos at or below the watermark changes nothing and appends nothing. It
-// returns ErrNotMember, or ErrInvalid for a pos past the room's last event.
+// (Ref = pos, Prev = the watermark it moved from). A pos at or below the watermark changes
+// nothing and appends nothing. It returns ErrNotMember, or ErrInvalid for a pos past the
+// room's last event.
 func (e *Engine) MarkDelivered(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
 	return e.mark(ctx, roomID, userID, pos, false)
 }
 
 // MarkRead moves a member's read watermark (and its delivered watermark, which read implies)
-// up to pos and appends EventRead (Ref = pos). A pos at or below the read watermark changes
-// nothing and appends nothing. It returns ErrNotMember, or ErrInvalid for a pos past the
-// room's last event.
+// up to pos and appends EventRead (Ref = pos, Prev = the read watermark it moved from). A pos
+// at or below the read watermark changes nothing and appends nothing. It returns
+// ErrNotMember, or ErrInvalid for a pos past the room's last event.
 func (e *Engine) MarkRead(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
 	return e.mark(ctx, roomID, userID, pos, true)
 }
@@ -658,12 +659,13 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 		if pos == 0 || pos > r.LastPos {
 			return invalid("position", "receipt for position %d of room %s, whose last is %d", pos, roomID, r.LastPos)
 		}
-		typ := EventDelivered
+		typ, prev := EventDelivered, m.Delivered
 		if read {
 			if pos <= m.Read {
 				return nil
 			}
-			m.Read, typ = pos, EventRead
+			typ, prev = EventRead, m.Read
+			m.Read = pos
 			m.Delivered = max(m.Delivered, pos)
 		} else {
 			if pos <= m.Delivered {
@@ -671,7 +673,7 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 			}
 			m.Delivered = pos
 		}
-		return tx.record(&m, Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos})
+		return tx.record(&m, Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos, Prev: prev})
 	})
 	return m, err
 }

@@ -27,7 +27,22 @@ type timerItem struct {
 type timerHeap []timerItem
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Less(i, j int) bool {
+	if c := h[i].at.Compare(h[j].at); c != 0 {
+		return c < 0
+	}
+	return h[i].key.less(h[j].key) // deadlines that tie act in one order, whatever the heap did
+}
+
+func (a timerKey) less(b timerKey) bool {
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	if c := compareID(a.room, b.room); c != 0 {
+		return c < 0
+	}
+	return compareID(a.member, b.member) < 0
+}
 func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerItem)) }
 func (h *timerHeap) Pop() any {
@@ -94,21 +109,21 @@ func (s *scheduler) fire() {
 	}
 	s.cancel = nil
 	now := s.e.now()
-	var due []timerKey
+	var due []timerItem
 	seen := make(map[timerKey]bool)
 	for len(s.h) > 0 && !s.h[0].at.After(now) {
-		k := heap.Pop(&s.h).(timerItem).key
-		if !seen[k] { // a timer armed twice (set here, then loaded by a poll) acts once
-			seen[k] = true
-			due = append(due, k)
+		it := heap.Pop(&s.h).(timerItem)
+		if !seen[it.key] { // a timer armed twice (set here, then loaded by a poll) acts once
+			seen[it.key] = true
+			due = append(due, it)
 		}
 	}
 	s.e.bg.Add(1)
 	s.mu.Unlock()
 	defer s.e.bg.Done()
 
-	for _, k := range due {
-		s.run(k, now)
+	for _, it := range due {
+		s.run(it, now)
 	}
 
 	s.mu.Lock()
@@ -120,7 +135,8 @@ func (s *scheduler) fire() {
 
 // run does the work of one deadline. A panic in it is logged with its stack and contained:
 // the timer goroutine is not net/http's, and one bad deadline must not take the process down.
-func (s *scheduler) run(k timerKey, now time.Time) {
+func (s *scheduler) run(it timerItem, now time.Time) {
+	k := it.key
 	defer func() {
 		if p := recover(); p != nil {
 			s.e.log.Error("chat: panic in a timer", "kind", k.kind, "room", k.room, "panic", p, "stack", string(debug.Stack()))
@@ -129,7 +145,7 @@ func (s *scheduler) run(k timerKey, now time.Time) {
 	if testHookTimer != nil {
 		testHookTimer(k)
 	}
-	s.e.fireTimer(k, now)
+	s.e.fireTimer(it, now)
 }
 
 // testHookTimer, when set by a test, runs before each deadline's work.
@@ -188,8 +204,15 @@ func (s *scheduler) stop() {
 	s.cancel, s.pollCancel = nil, nil
 }
 
-// fireTimer acts on the timer k, due at or before now, if the Store still has it due.
-func (e *Engine) fireTimer(k timerKey, now time.Time) {
+// fireTimer acts on the timer armed for it.at, due at or before now, if the Store still has it
+// due then. One the Store has moved later is armed again for its time, even if that has come
+// too, so that deadlines act in the order of their times.
+func (e *Engine) fireTimer(it timerItem, now time.Time) {
+	k := it.key
+	if k.kind == timerTypingFlush {
+		e.flushTyping(k.room, k.member)
+		return
+	}
 	deleted := false
 	_, err := e.update(e.ctx, func(tx *wtx) error {
 		deleted = false
@@ -200,7 +223,7 @@ func (e *Engine) fireTimer(k timerKey, now time.Time) {
 		if err != nil {
 			return err
 		}
-		if t.At.After(now) {
+		if t.At.After(it.at) {
 			tx.armed = append(tx.armed, t) // moved later
 			return nil
 		}

@@ -97,6 +97,11 @@ type NewMessage struct {
 	To ID
 	// Visibility, when not empty, restricts the message to members with that role.
 	Visibility Role
+	// Key, when not empty, is the client's key for the message (a client message id): Send
+	// with a key the room already has from the same user returns that message instead of
+	// appending it again, so a client may retry a send whose answer it never got. Keys are
+	// kept with the transcript, in every store, across restarts.
+	Key string
 }
 
 // validateMessage checks text and body against the engine's size limit.
@@ -107,18 +112,23 @@ func (e *Engine) validateMessage(m NewMessage) error {
 	if err := e.checkBody(m.Body); err != nil {
 		return err
 	}
+	if err := checkField("key", m.Key); err != nil {
+		return err
+	}
 	return checkField("visibility", string(m.Visibility))
 }
 
-// Send appends a message from a joined member and ends its typing. It returns ErrInvalid for
-// empty, oversized or non-UTF-8 text, ErrNotFound, ErrNotMember for a user who is not joined
-// (System may send too), ErrEnded.
+// Send appends a message from a joined member and ends its typing. With a Key the room has
+// seen from the same user, it appends nothing and returns that message as stored. It returns
+// ErrInvalid for empty, oversized or non-UTF-8 text, ErrNotFound, ErrNotMember for a user who
+// is not joined (System may send too), ErrEnded, ErrConflict for a Key another user's message
+// has.
 func (e *Engine) Send(ctx context.Context, roomID, userID ID, m NewMessage) (Event, error) {
 	if err := e.validateMessage(m); err != nil {
 		return Event{}, err
 	}
 	ev := Event{RoomID: roomID, Type: EventMessage, User: userID, To: m.To, Text: m.Text,
-		Body: cloneBytes(m.Body), Visibility: m.Visibility}
+		Body: cloneBytes(m.Body), Visibility: m.Visibility, Key: m.Key}
 	return e.post(ctx, ev)
 }
 
@@ -157,6 +167,18 @@ func (e *Engine) post(ctx context.Context, ev Event) (Event, error) {
 
 func postTx(tx *wtx) error {
 	ev := tx.ev
+	if ev.Key != "" {
+		sent, err := tx.EventByKey(ev.RoomID, ev.Key)
+		switch {
+		case err == nil && sent.User == ev.User:
+			tx.found = sent // a retry: the message is there already
+			return nil
+		case err == nil:
+			return fmt.Errorf("chat: key %q of room %s is another user's: %w", ev.Key, ev.RoomID, ErrConflict)
+		case !isNotFound(err):
+			return err
+		}
+	}
 	if _, err := tx.openRoom(ev.RoomID); err != nil {
 		return err
 	}
