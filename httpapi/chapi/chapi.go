@@ -592,7 +592,7 @@ func (e *httpError) Error() string { return e.msg }
 
 // ErrorBody is the body of errors other than 401 (ours: Spring Boot's default error body).
 type ErrorBody struct {
-	// Timestamp is when the error happened, RFC 3339.
+	// Timestamp is when the error happened, RFC 3339 with milliseconds.
 	Timestamp string `json:"timestamp"`
 	// Status is the HTTP status code.
 	Status int `json:"status"`
@@ -660,10 +660,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.log.Error("chapi: internal error", "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, status, ErrorBody{
-		Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Status: status,
+		Timestamp: time.Now().UTC().Format(springTime), Status: status,
 		Error: http.StatusText(status), Message: msg, Path: r.URL.Path,
 	})
 }
+
+// springTime is the layout of ErrorBody.Timestamp: Spring Boot's, milliseconds and offset
+// always written, so that every error body of one kind has the same length.
+const springTime = "2006-01-02T15:04:05.000-07:00"
 
 // seconds formats d for Retry-After: whole seconds, rounded up, at least 1.
 func seconds(d time.Duration) string {

@@ -26,12 +26,12 @@ import (
 var specTime = time.UnixMicro(1594918006814947).UTC()
 
 type env struct {
-	t      testing.TB
-	e      *chat.Engine
-	h      *chapi.Handler
-	clock  *fakeclock.Clock
-	ada    chat.User // key "ada-key"
-	bob    chat.User // key "bob-key"
+	t     testing.TB
+	e     *chat.Engine
+	h     *chapi.Handler
+	clock *fakeclock.Clock
+	ada   chat.User // key "ada-key"
+	bob   chat.User // key "bob-key"
 	// allow holds the rooms Config.MayUse lets every key's user reach by ID.
 	allow map[chat.ID]bool
 }
@@ -49,7 +49,7 @@ func newEnv(t testing.TB, mk storeFactory, mod ...func(*chapi.Config)) *env {
 	ev.ada = must(e.CreateUser(ctx, chat.NewUser{Name: "ada", DisplayName: "Ada Lovelace", Email: "ada@example.com", AvatarURL: "https://example.com/ada.png"}))
 	ev.bob = must(e.CreateUser(ctx, chat.NewUser{Name: "bob"}))
 	cfg := chapi.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Keys:    map[string]chat.ID{"ada-key": ev.ada.ID, "bob-key": ev.bob.ID},
 		Limiter: limit.New(limit.Rates{}), // TestRateLimit tests the limits
 		MayUse: func(ctx context.Context, u chat.User, r chat.Room) bool {
