@@ -80,7 +80,7 @@ func FuzzHandler(f *testing.F) {
 	defer store.Close()
 	e := must(chat.Open(ctx, store))
 	defer e.Close()
-	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, MaxBodyBytes: 1024, Logger: quiet}))
+	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, MaxBodyBytes: 1024, Logger: quiet, Limiter: unlimited}))
 	defer h.Close()
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("POST", "/"+service, strings.NewReader("nickname=fuzz")).WithContext(ctx))
