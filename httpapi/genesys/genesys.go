@@ -412,7 +412,10 @@ type Params struct {
 // store it as sent.
 func ParseParams(op string, f url.Values) (Params, []APIError) {
 	var p Params
-	errs := checkText(f)
+	if errs := checkText(f); len(errs) > 0 {
+		return p, errs // nothing else of such a form is worth checking
+	}
+	var errs []APIError
 	missing := func(code int, name string) { errs = append(errs, APIError{code, name + " is missing"}) }
 	get := func(name string) (string, bool) {
 		v, ok := f[name]
