@@ -687,8 +687,10 @@ func (h *Handler) session(ctx context.Context, service, chatID string, p Params)
 		return nil, err
 	}
 	if h.cfg.Idle.enabled() {
+		// Idle control that cannot write now (a full disk) does not stop the party's request:
+		// the sweeper tries again.
 		if err := h.checkIdle(ctx, id); err != nil && !errors.Is(err, chat.ErrNotFound) && !errors.Is(err, chat.ErrEnded) {
-			return nil, err
+			h.log.Warn("genesys: idle control", "chat", id, "err", err)
 		}
 		if room, err = h.e.Room(ctx, id); err != nil { // idle control may have ended it
 			return nil, err
@@ -831,10 +833,10 @@ type wireError struct {
 var errUnavailable = &wireError{http: http.StatusServiceUnavailable, statusCode: 1, retryAfter: retryAfterUnavailable,
 	errs: []APIError{{codeUnexpected, "the chat store is unavailable now: try again"}}}
 
-// isAttributeField reports whether an engine refusal is about a room's attributes: what
-// userData adds to a chat.
+// isAttributeField reports whether an engine refusal is about the limits on what userData
+// adds to a chat: all the room's attributes, or one userData entry.
 func isAttributeField(field string) bool {
-	return field == "attributes" || strings.HasPrefix(field, "attribute ")
+	return field == "attributes" || strings.HasPrefix(field, "attribute "+attrUserData)
 }
 
 // attributeAdvice says which limit userData would exceed, in the client's terms.

@@ -355,6 +355,25 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 }
 
+// TestIdleStoreUnavailable: idle control that cannot write does not stop a party's read.
+func TestIdleStoreUnavailable(t *testing.T) {
+	store := &failingStore{Store: memory.New()}
+	t.Cleanup(func() { store.Store.Close() })
+	ev := newEnv(t, func(testing.TB) chat.Store { return store }, func(c *genesys.Config) {
+		c.Idle = genesys.IdleConfig{Warn: time.Minute, Close: time.Minute, Interval: -1}
+	})
+	c := ev.requestChat(url.Values{"nickname": {"Ann"}})
+	ev.clock.Advance(time.Hour)
+	store.full.Store(true)
+	c.refresh()
+	res, _ := c.do("send", "message", "x")
+	checkErr(t, res, wantErr{503, 1, []int{240}})
+	store.full.Store(false)
+	if r := c.refresh(); len(r.Messages) != 1 || r.Messages[0].Type != "Notice" {
+		t.Errorf("idle control after the store came back: %+v", r)
+	}
+}
+
 // syncBuffer is a log sink the sweeper and the test share.
 type syncBuffer struct {
 	mu sync.Mutex
