@@ -42,19 +42,20 @@ const (
 //   - Joining is a policy. No Chapi document speaks of rooms other programs made; Chapi
 //     reaches them as the next three items say. POST joins the key's user to the rooms it
 //     reaches that are public; reading joins nobody.
-//   - Rooms reached by name: every room with that unique name, whichever surface or program made it, as
-//     real Chapi treats every room of its workspace. Such a room is public unless its
-//     Private flag is set: a key's user reads it and joins it by posting. A private one is
-//     answered 403 (the vendor's documented answer), except that its invited or joined
-//     members read it. Giving a room a unique name publishes it to Chapi; a surface or
-//     program that wants a named room kept from Chapi integrations makes it private. Of the
-//     other surfaces, only Nexmo names rooms (a conversation's name) when its client asks.
-//   - Rooms reached by ID (a value that parses as a chat.ID, in ULID or UUID form): only a room Chapi
-//     created (it carries the attribute "chapi.created"), a room the key's user has been
-//     invited to or joined (the embedding program or another surface told it to), or a
-//     room Config.MayUse allows. Knowing an ID is not enough: IDs of other surfaces' rooms
-//     (a Genesys chatId, a Bezlimit chat) are their clients' credentials. Without MayUse,
-//     Chapi reaches no room of another surface by ID.
+//   - Rooms reached by name: every room with that unique name, whichever surface or program
+//     made it (the wire notes' fact: "the key's user sees all public rooms"). Such a room is
+//     public unless its Private flag is set: a key's user reads it and joins it by posting.
+//     A private one is answered 403 (the vendor's documented answer), except that its
+//     invited or joined members read it. Giving a room a unique name publishes it to Chapi;
+//     a surface or program that wants a named room kept from Chapi integrations makes it
+//     private. Of the other surfaces, only Nexmo names rooms (a conversation's name), when
+//     its client asks.
+//   - Rooms reached by ID (a value that parses as a chat.ID, in ULID or UUID form): only a
+//     room Chapi created (it carries the attribute "chapi.created"), a room the key's user
+//     has been invited to or joined (the embedding program or another surface told it to),
+//     or a room Config.MayUse allows. Knowing an ID is not enough: IDs of other surfaces'
+//     rooms (a Genesys chatId, a Bezlimit chat) are their clients' credentials. Without
+//     MayUse, Chapi reaches no room of another surface by ID, even a public named one.
 //   - A room the user may not reach by ID is answered exactly as a room that does not
 //     exist: the value is then a name like any other, so GET answers 404 and POST creates
 //     (or posts to) the public room of that name, leaving the room with the ID untouched.
