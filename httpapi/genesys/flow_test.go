@@ -133,7 +133,8 @@ func TestCrossSurface(t *testing.T) {
 		bot := must(ev.e.CreateUser(ctx, chat.NewUser{Name: "chapi", DisplayName: "Chapi Bot"}))
 		// The program lets Chapi reach Genesys chats by chatId (see chapi.Config.MayUse).
 		genesysChats := func(ctx context.Context, u chat.User, r chat.Room) bool {
-			return r.Attributes["genesys.serviceName"] == service
+			s, ok := genesys.Service(r)
+			return ok && s == service
 		}
 		ch := must(chapi.New(ev.e, chapi.Config{Keys: map[string]chat.ID{"key": bot.ID}, MayUse: genesysChats}))
 		chapiDo := func(method, target, body string) (int, string) {
@@ -170,6 +171,28 @@ func TestCrossSurface(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{"Ann: hi from genesys", "Chapi Bot: hello from chapi"}, got); diff != "" {
 			t.Errorf("Chapi sees (-want +got):\n%s", diff)
+		}
+
+		// Without the program's hook, Chapi cannot reach the chat by its chatId: GET answers
+		// as for a chat that does not exist, POST goes to a new Chapi room of that name.
+		withHook := ch
+		ch = must(chapi.New(ev.e, chapi.Config{Keys: map[string]chat.ID{"key": bot.ID}}))
+		d := ev.requestChat(url.Values{"nickname": {"Dee"}})
+		if code, body := chapiDo("GET", "/api/chat/v1/messages?room="+d.chatID, ""); code != 404 {
+			t.Errorf("chapi read without MayUse: %d %s", code, body)
+		}
+		if code, body := chapiDo("POST", "/api/chat/v1/messages/", `{"messageRaw":"x","room":"`+d.chatID+`"}`); code != 200 {
+			t.Errorf("chapi post without MayUse: %d %s", code, body)
+		}
+		if r := d.refresh(); len(r.Messages) != 0 || must(ev.e.Room(ctx, d.room())).LastPos != 1 {
+			t.Errorf("chapi reached the chat without MayUse: %+v", r.Messages)
+		}
+		ch = withHook
+		if s, ok := genesys.Service(must(ev.e.Room(ctx, d.room()))); !ok || s != service {
+			t.Errorf("Service %q %v", s, ok)
+		}
+		if _, ok := genesys.Service(must(ev.e.RoomByName(ctx, d.chatID))); ok {
+			t.Error("Service of a Chapi room")
 		}
 
 		// A private Genesys chat is closed to Chapi.

@@ -221,6 +221,14 @@ func (h *Handler) Close() error {
 // ChatID returns the chatId of a room.
 func ChatID(room chat.ID) string { return room.String() }
 
+// Service returns the serviceName of a chat that requestChat created, and whether room is
+// one. A program uses it to tell Genesys chats apart, for instance in the hook that lets
+// another surface reach them (chapi.Config.MayUse).
+func Service(room chat.Room) (string, bool) {
+	s, ok := room.Attributes[attrService]
+	return s, ok && s != ""
+}
+
 // Operation names: the last path segment of each session operation.
 const (
 	opSend           = "send"
