@@ -19,16 +19,25 @@
 //
 // # Rooms
 //
-// The Chapi room parameter is the engine room's unique Name. When no room has that name and
-// the value parses as a chat.ID (ULID or UUID form) of an existing room, that room is used, so
-// that a Chapi client can address a chat of another surface by its identity: a Genesys chatId
-// (the room ID in ULID form), a Nexmo conversation ID without its "CON-" prefix, a Bezlimit
-// chat or Airy conversation UUID. Otherwise POST creates a public room with that name and
-// GET answers 404. Without a room parameter the room is "CHAPI sandbox".
+// The Chapi room parameter is the engine room's unique Name; POST creates a missing one (a
+// public room, marked as Chapi's) and GET answers 404. Without a room parameter the room is
+// "CHAPI sandbox". Rooms of other surfaces are reached only as decisions.go describes: by
+// their unique name, or, for a value that parses as a chat.ID (ULID or UUID form), by their ID
+// when the key's user may use that room: a room Chapi created, a room the user is invited to
+// or joined, or a room Config.MayUse allows (a Genesys chatId, a Nexmo conversation ID without
+// its "CON-" prefix, a Bezlimit chat or Airy conversation UUID). Otherwise the value is a name
+// like any other, and the answer is the one for a room that does not exist.
 //
 // A key's user reads public rooms and the private rooms it was invited to or joined, and posts
 // only to public rooms (403 for a private one). Posting joins the user to the room first, with
 // Config.Role, if it is not joined.
+//
+// # Limits
+//
+// Each POST costs a limit.Write token of the client's address in Config.Limiter; a refusal is
+// HTTP 429 with Retry-After and Apigee's spike-arrest fault body. Bodies are JSON within
+// Config.MaxBodyBytes; invalid UTF-8 and NUL characters are refused (400) rather than
+// stored, and a store that cannot take writes now answers 503 with Retry-After.
 //
 // # Messages
 //
@@ -42,14 +51,11 @@ package chapi
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -57,6 +63,8 @@ import (
 	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 )
 
 // Config configures a Handler.
@@ -67,10 +75,20 @@ type Config struct {
 	// acts as, or an error wrapping chat.ErrNotFound for an unknown key (answered with 401);
 	// any other error is answered with 500. It should compare secrets in constant time.
 	Lookup func(ctx context.Context, key string) (chat.ID, error)
-	// RateLimit, when set, is called for every authenticated request before any work; a
-	// non-nil error refuses the request with 429. If the error has a method
-	// RetryAfter() time.Duration, its value is sent in the Retry-After header.
-	RateLimit func(r *http.Request, user chat.User) error
+	// Limiter rate-limits writes: every POST costs a limit.Write token of the client's
+	// address (limit.ClientKey), taken before the key is checked or the body read; a refusal
+	// is HTTP 429 with Retry-After. Nil means limit.New(limit.DefaultRates), made by New; a
+	// Limiter made from zero limit.Rates limits nothing. One Limiter may be shared by every
+	// surface of a server.
+	Limiter *limit.Limiter
+	// MayUse, when set, lets the key's user reach, by its ID, a room that Chapi did not
+	// create and that the user is neither invited to nor joined: it returns whether user may
+	// read the room and, if the room is public, join it by posting. It is called only for a
+	// room that exists, and must not modify it. When MayUse is nil or returns false, the room
+	// is answered as a room that does not exist (see decisions.go). A program that lets
+	// Chapi integrations take part in Genesys chats by chatId, for instance, allows rooms
+	// whose "genesys.serviceName" attribute names one of its services.
+	MayUse func(ctx context.Context, user chat.User, room chat.Room) bool
 	// MaxBodyBytes is the largest request body (default DefaultMaxBodyBytes); larger
 	// bodies get 413.
 	MaxBodyBytes int64
@@ -89,13 +107,9 @@ type Config struct {
 type Handler struct {
 	e    *chat.Engine
 	cfg  Config
-	keys []keyEntry
+	keys *httpx.Secrets[chat.ID]
+	lim  *limit.Limiter
 	log  *slog.Logger
-}
-
-type keyEntry struct {
-	hash [sha256.Size]byte
-	user chat.ID
 }
 
 // New returns a Handler serving Chapi on engine. It returns an error for a configuration out of
@@ -125,18 +139,19 @@ func New(engine *chat.Engine, cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = limit.New(limit.DefaultRates)
+	}
 	if cfg.MaxBodyBytes < 0 || cfg.MaxPageSize < 1 || cfg.MaxPageSize > 1000 ||
 		cfg.DefaultPageSize < 1 || cfg.DefaultPageSize > cfg.MaxPageSize {
 		return nil, errors.New("chapi: configuration out of range")
 	}
-	h := &Handler{e: engine, cfg: cfg, log: cfg.Logger}
-	for k, u := range cfg.Keys {
+	for k := range cfg.Keys {
 		if k == "" {
 			return nil, errors.New("chapi: empty API key")
 		}
-		h.keys = append(h.keys, keyEntry{sha256.Sum256([]byte(k)), u})
 	}
-	return h, nil
+	return &Handler{e: engine, cfg: cfg, keys: httpx.NewSecrets(cfg.Keys), lim: cfg.Limiter, log: cfg.Logger}, nil
 }
 
 // The paths of the API. The spec has a trailing slash on POST messages and none on GET; both
@@ -161,6 +176,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodGet, http.MethodHead:
 			h.authed(w, r, h.list)
 		case http.MethodPost:
+			// Before anything else: a flood costs one map lookup per request.
+			if !h.lim.AllowRequest(r, limit.Write) {
+				h.fail(w, r, errLimited)
+				return
+			}
 			h.authed(w, r, h.send)
 		default:
 			h.fail(w, r, errMethod("GET, HEAD, POST"))
@@ -171,27 +191,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
-	// A read of a room that cannot exist tells whether the engine and its store answer.
-	_, err := h.e.Room(r.Context(), chat.ID{})
-	if err != nil && !errors.Is(err, chat.ErrNotFound) {
+	// DOWN once the engine is closed or its store failed its last write (a full disk).
+	if err := h.e.Health(r.Context()); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, Health{Status: "DOWN"})
 		return
 	}
 	writeJSON(w, http.StatusOK, Health{Status: "UP"})
 }
 
-// authed authenticates the request, applies the rate limit and calls next.
+// authed authenticates the request and calls next.
 func (h *Handler) authed(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request, chat.User)) {
 	user, err := h.authenticate(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
-	}
-	if h.cfg.RateLimit != nil {
-		if err := h.cfg.RateLimit(r, user); err != nil {
-			h.fail(w, r, &httpError{status: http.StatusTooManyRequests, msg: "rate limit exceeded", cause: err})
-			return
-		}
 	}
 	next(w, r, user)
 }
@@ -199,21 +212,16 @@ func (h *Handler) authed(w http.ResponseWriter, r *http.Request, next func(http.
 // errUnauthorized is answered with the Apigee body.
 var errUnauthorized = &httpError{status: http.StatusUnauthorized, msg: "invalid API key"}
 
+// errLimited is answered with Apigee's spike-arrest body.
+var errLimited = &httpError{status: http.StatusTooManyRequests, msg: "too many requests"}
+
 func (h *Handler) authenticate(r *http.Request) (chat.User, error) {
 	key := r.Header.Get("x-api-key")
 	if key == "" {
 		return chat.User{}, errUnauthorized
 	}
-	sum := sha256.Sum256([]byte(key))
-	var id chat.ID
-	found := 0
-	// Every entry is compared, so the time taken tells nothing about which keys exist.
-	for i := range h.keys {
-		eq := subtle.ConstantTimeCompare(sum[:], h.keys[i].hash[:])
-		subtle.ConstantTimeCopy(eq&(1-found), id[:], h.keys[i].user[:])
-		found |= eq
-	}
-	if found == 0 {
+	id, found := h.keys.Lookup(key)
+	if !found {
 		if h.cfg.Lookup == nil {
 			return chat.User{}, errUnauthorized
 		}
@@ -276,33 +284,52 @@ type Health struct {
 	Status string `json:"status"`
 }
 
+// sendFields are the fields of SendMessage, for naming the one at fault.
+var sendFields = []string{"messageRaw", "room"}
+
 // ParseSendMessage decodes a POST messages body: one JSON object, unknown fields ignored,
-// nothing after it.
+// nothing after it. A body that is not valid UTF-8, holds a NUL character or nests deeper
+// than chat.MaxJSONDepth is refused, naming the field at fault when it is messageRaw or room:
+// Go's decoder would silently store U+FFFD for invalid UTF-8. Errors match
+// httpx.ErrMalformed.
 func ParseSendMessage(body []byte) (SendMessage, error) {
 	var m SendMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&m); err != nil {
-		return SendMessage{}, fmt.Errorf("body is not a JSON SendMessageVO: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return SendMessage{}, errors.New("body has data after the JSON object")
+	if err := httpx.DecodeJSON(body, &m); err != nil {
+		return SendMessage{}, fieldAtFault(body, err)
 	}
 	return m, nil
 }
 
-func (h *Handler) send(w http.ResponseWriter, r *http.Request, user chat.User) {
-	if err := checkJSON(r); err != nil {
-		h.fail(w, r, err)
-		return
+// fieldAtFault returns err, or an error naming the field of body whose content is at fault.
+// It runs only for refused bodies.
+func fieldAtFault(body []byte, err error) error {
+	var fields map[string]json.RawMessage
+	// A raw NUL byte makes the JSON invalid; as an escape it keeps the field readable.
+	if json.Unmarshal(bytes.ReplaceAll(body, []byte{0}, []byte(`\u0000`)), &fields) != nil {
+		return err
 	}
-	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
+	for _, name := range sendFields {
+		raw, ok := fields[name]
+		if !ok {
+			continue
+		}
+		var inv *chat.InvalidError
+		if errors.As(chat.CheckJSON(name, raw), &inv) {
+			return &httpx.Error{Kind: httpx.ErrMalformed, Msg: inv.Field + ": " + inv.Reason}
+		}
+	}
+	return err
+}
+
+func (h *Handler) send(w http.ResponseWriter, r *http.Request, user chat.User) {
+	body, err := httpx.ReadBody(w, r, h.cfg.MaxBodyBytes, httpx.JSON, true)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	in, err := ParseSendMessage(body)
 	if err != nil {
-		h.fail(w, r, &httpError{status: http.StatusBadRequest, msg: err.Error()})
+		h.fail(w, r, err)
 		return
 	}
 	parsed := strings.TrimSpace(in.MessageRaw)
@@ -311,7 +338,7 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, user chat.User) {
 		return
 	}
 	ctx := r.Context()
-	room, err := h.room(ctx, in.Room, true)
+	room, err := h.room(ctx, user, in.Room, true)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -347,28 +374,57 @@ func (h *Handler) ensureJoined(ctx context.Context, roomID, userID chat.ID) erro
 	return err
 }
 
-// room resolves the room parameter (see the package comment); create makes a missing room.
-func (h *Handler) room(ctx context.Context, name string, create bool) (chat.Room, error) {
+// attrCreated marks the rooms Chapi created (decisions.go).
+const attrCreated = "chapi.created"
+
+// room resolves the room parameter for user (see the package comment and decisions.go);
+// create makes a missing room.
+func (h *Handler) room(ctx context.Context, user chat.User, name string, create bool) (chat.Room, error) {
 	if name == "" {
 		name = h.cfg.DefaultRoom
+	}
+	if id, err := chat.ParseID(name); err == nil {
+		r, ok, err := h.byID(ctx, user, id)
+		if err != nil || ok {
+			return r, err
+		}
+		// A room the user may not use is a name like any other, as if no room had the ID.
 	}
 	r, err := h.e.RoomByName(ctx, name)
 	if err == nil || !errors.Is(err, chat.ErrNotFound) {
 		return r, err
 	}
-	if id, perr := chat.ParseID(name); perr == nil {
-		if r, err := h.e.Room(ctx, id); err == nil || !errors.Is(err, chat.ErrNotFound) {
-			return r, err
-		}
-	}
 	if !create {
-		return chat.Room{}, &httpError{status: http.StatusNotFound, msg: "no such room"}
+		return chat.Room{}, errNoRoom
 	}
-	r, err = h.e.CreateRoom(ctx, chat.NewRoom{Name: name, DisplayName: name})
+	r, err = h.e.CreateRoom(ctx, chat.NewRoom{Name: name, DisplayName: name, Attributes: map[string]string{attrCreated: "1"}})
 	if errors.Is(err, chat.ErrConflict) { // created meanwhile by a concurrent request
 		return h.e.RoomByName(ctx, name)
 	}
 	return r, err
+}
+
+// errNoRoom answers GET for a room that does not exist, or that the user may not use.
+var errNoRoom = &httpError{status: http.StatusNotFound, msg: "no such room"}
+
+// byID returns the room with id if user may use it: Chapi made it, the user is invited to it
+// or joined, or Config.MayUse allows it. It reads the room and the user's membership whether
+// or not the room exists, so that the time taken tells little about which IDs exist.
+func (h *Handler) byID(ctx context.Context, user chat.User, id chat.ID) (chat.Room, bool, error) {
+	r, rerr := h.e.Room(ctx, id)
+	m, merr := h.e.Member(ctx, id, user.ID)
+	for _, err := range []error{rerr, merr} {
+		if err != nil && !errors.Is(err, chat.ErrNotFound) {
+			return chat.Room{}, false, err
+		}
+	}
+	if rerr != nil {
+		return chat.Room{}, false, nil
+	}
+	ok := r.Attributes[attrCreated] != "" ||
+		(merr == nil && (m.State == chat.Invited || m.State == chat.Joined)) ||
+		(h.cfg.MayUse != nil && h.cfg.MayUse(ctx, user, r))
+	return r, ok, nil
 }
 
 // listQuery is the query of GET messages.
@@ -378,13 +434,17 @@ type listQuery struct {
 	ts       int64
 }
 
-// parseListQuery parses GET messages' query; pageSize is clamped to max.
+// parseListQuery parses GET messages' query; pageSize is clamped to max. A room that is not
+// valid UTF-8 or holds a NUL is refused.
 func parseListQuery(q string, def, max int) (listQuery, error) {
 	v, err := url.ParseQuery(q)
 	if err != nil {
 		return listQuery{}, err
 	}
 	lq := listQuery{room: v.Get("room"), pageSize: def}
+	if err := httpx.CheckText("room", lq.room); err != nil {
+		return listQuery{}, err
+	}
 	if s := v.Get("pageSize"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n < 1 {
@@ -409,7 +469,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, user chat.User) {
 		return
 	}
 	ctx := r.Context()
-	room, err := h.room(ctx, q.room, false)
+	room, err := h.room(ctx, user, q.room, false)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -517,38 +577,6 @@ func (h *Handler) author(ctx context.Context, cache map[chat.ID]User, id chat.ID
 	return a, nil
 }
 
-// checkJSON refuses a body that is not declared as JSON.
-func checkJSON(r *http.Request) error {
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return nil
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
-		return nil
-	}
-	return &httpError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("Content-Type %q is not supported: send application/json", ct)}
-}
-
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, errTooLarge(limit)
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, errTooLarge(limit)
-	}
-	if err != nil {
-		return nil, &httpError{status: http.StatusBadRequest, msg: "cannot read the body", cause: err}
-	}
-	return b, nil
-}
-
-func errTooLarge(limit int64) error {
-	return &httpError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than %d bytes", limit)}
-}
-
 func errMethod(allow string) error {
 	return &httpError{status: http.StatusMethodNotAllowed, msg: "method not allowed", allow: allow}
 }
@@ -558,15 +586,13 @@ type httpError struct {
 	status int
 	msg    string
 	allow  string // Allow header for 405
-	cause  error
 }
 
 func (e *httpError) Error() string { return e.msg }
-func (e *httpError) Unwrap() error { return e.cause }
 
 // ErrorBody is the body of errors other than 401 (ours: Spring Boot's default error body).
 type ErrorBody struct {
-	// Timestamp is when the error happened, RFC 3339.
+	// Timestamp is when the error happened, RFC 3339 with milliseconds.
 	Timestamp string `json:"timestamp"`
 	// Status is the HTTP status code.
 	Status int `json:"status"`
@@ -581,32 +607,43 @@ type ErrorBody struct {
 // UnauthorizedBody is the Apigee body of 401 answers, byte for byte what real Chapi sends.
 const UnauthorizedBody = `{"fault":{"faultstring":"Invalid access token","detail":{"errorcode":"oauth.v2.InvalidAccessToken"}}}`
 
+// TooManyRequestsBody is the body of 429 answers: the fault Apigee's SpikeArrest policy
+// answers with, in the shape of UnauthorizedBody (decisions.go).
+const TooManyRequestsBody = `{"fault":{"faultstring":"Spike arrest violation: too many requests, retry later","detail":{"errorcode":"policies.ratelimit.SpikeArrestViolation"}}}`
+
 // fail maps an error to an HTTP answer: the one place where engine errors meet the wire.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := http.StatusInternalServerError, "internal error"
 	var he *httpError
+	var inv *chat.InvalidError
 	switch {
 	case errors.As(err, &he):
-		if he == errUnauthorized {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, UnauthorizedBody)
+		switch he {
+		case errUnauthorized:
+			writeRaw(w, http.StatusUnauthorized, UnauthorizedBody)
+			return
+		case errLimited:
+			w.Header().Set("Retry-After", seconds(retryAfterLimited))
+			writeRaw(w, http.StatusTooManyRequests, TooManyRequestsBody)
 			return
 		}
 		status, msg = he.status, he.msg
 		if he.allow != "" {
 			w.Header().Set("Allow", he.allow)
 		}
-		if status == http.StatusTooManyRequests {
-			ra := retryAfterDefault
-			var d interface{ RetryAfter() time.Duration }
-			if errors.As(he.cause, &d) && d.RetryAfter() > 0 {
-				ra = d.RetryAfter()
-			}
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((ra+time.Second-1)/time.Second), 10))
-		}
-	case errors.Is(err, chat.ErrInvalid):
-		status, msg = http.StatusBadRequest, err.Error()
+	case errors.Is(err, chat.ErrUnavailable):
+		// Before the others: a store error may wrap more than one kind.
+		status, msg = http.StatusServiceUnavailable, "the chat store is unavailable now: try again later"
+		w.Header().Set("Retry-After", seconds(retryAfterUnavailable))
+		h.log.Warn("chapi: store unavailable", "path", r.URL.Path, "err", err)
+	case errors.Is(err, httpx.ErrTooLarge):
+		status, msg = http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, httpx.ErrMediaType):
+		status, msg = http.StatusUnsupportedMediaType, err.Error()
+	case errors.As(err, &inv):
+		status, msg = http.StatusBadRequest, inv.Field+": "+inv.Reason
+	case errors.Is(err, chat.ErrInvalid): // httpx.ErrMalformed among them
+		status, msg = http.StatusBadRequest, strings.TrimPrefix(err.Error(), "chat: ")
 	case errors.Is(err, chat.ErrForbidden):
 		status, msg = http.StatusForbidden, "forbidden"
 	case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrNotMember):
@@ -623,9 +660,25 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.log.Error("chapi: internal error", "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, status, ErrorBody{
-		Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Status: status,
+		Timestamp: time.Now().UTC().Format(springTime), Status: status,
 		Error: http.StatusText(status), Message: msg, Path: r.URL.Path,
 	})
+}
+
+// springTime is the layout of ErrorBody.Timestamp: Spring Boot's, milliseconds and offset
+// always written, so that every error body of one kind has the same length.
+const springTime = "2006-01-02T15:04:05.000-07:00"
+
+// seconds formats d for Retry-After: whole seconds, rounded up, at least 1.
+func seconds(d time.Duration) string {
+	return strconv.FormatInt(int64(max(d+time.Second-1, time.Second)/time.Second), 10)
+}
+
+func writeRaw(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	io.WriteString(w, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

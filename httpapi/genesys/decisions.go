@@ -28,6 +28,15 @@ const (
 	DefaultIdleInterval = 5 * time.Second
 )
 
+const (
+	// retryAfterLimited is the Retry-After of a Limiter refusal: limit.Limiter does not tell
+	// when a token comes back, and at the default write rate one does within a second.
+	retryAfterLimited = time.Second
+	// retryAfterUnavailable is the Retry-After of statusCode 1 answers for a store that
+	// cannot serve now.
+	retryAfterUnavailable = 5 * time.Second
+)
+
 // Error codes of the spec's table that this package answers with.
 const (
 	codeFirstName   = 102 // firstName is missing
@@ -40,6 +49,7 @@ const (
 	codeNickname    = 161 // nickname is missing
 	codeMessage     = 162 // message is missing
 	codePushURL     = 163 // pushUrl is missing
+	codeLimit       = 200 // a limit of the server is exceeded (the 2xx family's base); advice says which
 	codeUnexpected  = 240 // an unexpected error; advice has a reference
 	codeNotFound    = 248 // the interaction was not found
 	codeCannot      = 249 // the server could not execute the request (the chat has ended)
@@ -60,18 +70,31 @@ const (
 //   - userId is 64 random bits as 16 upper-case hex digits (what real servers' ids look like);
 //     secureKey 128 random bits as 32 lower-case hex digits; only its SHA-256 is stored and the
 //     comparison is constant time.
-//   - A wrong secureKey, an unknown chatId, serviceName mismatch, an unknown userId or a party
-//     that has left: HTTP 200, statusCode 2, chatEnded true, errors [{248}] — the same answer
-//     for all, so that it tells a guesser nothing; no secureKey, userId or nextPosition. The
-//     party is NOT removed from the chat on a bad key (Chat Server does): that would let anyone
-//     who knows a userId end someone else's chat.
+//   - A wrong secureKey, an unknown chatId, serviceName mismatch, an unknown userId, another
+//     chat's userId or a party that has left: HTTP 200, statusCode 2, chatEnded true, errors
+//     [{248}] — the same answer, byte for byte, for all, so that it tells a guesser nothing;
+//     no secureKey, userId or nextPosition. Nothing of the chat is read beyond its
+//     credentials, and nothing is changed (idle control runs only for an authenticated
+//     party), before the party is authenticated; the secureKey is hashed in every case. The
+//     party is NOT removed from the chat on a bad key (Chat Server does): that would let
+//     anyone who knows a userId end someone else's chat.
 //   - An ended chat: refresh, disconnect and readReceipt still work (the client reads the end
 //     of the transcript, with chatEnded true); every other operation gets statusCode 2 with
 //     errors [{249}], chatEnded true, and nextPosition.
 //   - Missing parameters: HTTP 400 with every applicable 1xx code at once. Malformed values
 //     (a transcriptPosition that is not a number, a pushUrl that is not an absolute http(s)
-//     URL, text the engine refuses) and readReceipt without transcriptPosition (the spec's
-//     table has no code for it): HTTP 400 with code 300. Unknown operation: HTTP 404, code
+//     URL, text the engine refuses, any field name or value that is not valid UTF-8 or holds
+//     a NUL byte, whether the operation uses it or not) and readReceipt without
+//     transcriptPosition (the spec's table has no code for it): HTTP 400 with code 300, the
+//     advice naming the field. Nothing is stored.
+//   - Limits: what userData (requestChat's or updateData's) would add to a chat past the
+//     engine's limits on a room's attributes (chat.MaxAttributes entries,
+//     chat.MaxAttributesBytes in all, chat.MaxAttributeValueBytes a value, counted with the
+//     package's own attributes) is refused whole, nothing stored: HTTP 400 with code 200, the
+//     base of the spec's 2xx family ("outside the range configured ... an advice field that
+//     displays the allowable range or limit"); the 1xx codes are for missing parameters and
+//     the 3xx for malformed ones. The attributes the package keeps for itself are written at
+//     requestChat in a fixed width, so that a chat full of userData still gets idle control. Unknown operation: HTTP 404, code
 //     300. Not POST: HTTP 405. A body that is not a form (JSON...): HTTP 415, code 300.
 //   - Transcript indexes are engine positions. Events that Genesys has no type for are not
 //     rendered: receipts (readReceipt's own EventRead included), invitations, edits,
@@ -105,8 +128,23 @@ const (
 //     one background sweeper per Handler, stopped by Close.
 //   - Anonymous by design: the Genesys API has no credentials before requestChat, so a
 //     service listed in Config.ServiceNames is open to anyone who can reach the handler.
-//     Config.Gate refuses requests (403, or 429 with Retry-After for an error with a
-//     RetryAfter method) before anything is read or stored.
+//     Config.Limiter (limit.DefaultRates when nil) bounds what one client address does:
+//     requestChat costs a limit.Create token, every write a limit.Write token (refresh only
+//     when it carries a typing preview: polling is not limited), charged before the body is
+//     read (refresh: once its form is read) and whether or not the credentials are right.
+//     Config.Gate then refuses requests (403, or 429 for an error with a RetryAfter method)
+//     before anything is read or stored.
+//   - A rate-limit refusal (the Limiter's, or the Gate's with a RetryAfter method) is HTTP
+//     429 with Retry-After and a BaseResponse body with statusCode 1, the spec's "the client
+//     can keep trying", and errors [{200}] (a configured limit, the advice saying when to
+//     retry). The Limiter's Retry-After is retryAfterLimited.
+//   - A store that cannot serve now (chat.ErrUnavailable: a full disk, an I/O error): HTTP
+//     503 with Retry-After (retryAfterUnavailable) and statusCode 1, errors [{240}] — "keep
+//     trying", never a generic failure. Closing the engine answers the same way without
+//     Retry-After.
+//   - The idle sweeper goroutine survives a panic: it is logged with its stack and the next
+//     sweep runs as usual. A sweep goes on past a chat it cannot check (the error is logged
+//     once per sweep) so that one chat cannot stop idle control of the others.
 //   - Every statusCode 0 answer carries nextPosition; messages is always present (possibly
 //     empty); chatEnded is present on every answer but requestChat's (as in the spec's
 //     schemas); refresh also carries tenantName.

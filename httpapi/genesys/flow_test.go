@@ -131,7 +131,12 @@ func TestCrossSurface(t *testing.T) {
 		ctx := context.Background()
 		ev := newEnv(t, mk)
 		bot := must(ev.e.CreateUser(ctx, chat.NewUser{Name: "chapi", DisplayName: "Chapi Bot"}))
-		ch := must(chapi.New(ev.e, chapi.Config{Keys: map[string]chat.ID{"key": bot.ID}}))
+		// The program lets Chapi reach Genesys chats by chatId (see chapi.Config.MayUse).
+		genesysChats := func(ctx context.Context, u chat.User, r chat.Room) bool {
+			s, ok := genesys.Service(r)
+			return ok && s == service
+		}
+		ch := must(chapi.New(ev.e, chapi.Config{Keys: map[string]chat.ID{"key": bot.ID}, MayUse: genesysChats}))
 		chapiDo := func(method, target, body string) (int, string) {
 			r := httptest.NewRequest(method, target, strings.NewReader(body))
 			r.Header.Set("x-api-key", "key")
@@ -168,10 +173,32 @@ func TestCrossSurface(t *testing.T) {
 			t.Errorf("Chapi sees (-want +got):\n%s", diff)
 		}
 
+		// Without the program's hook, Chapi cannot reach the chat by its chatId: GET answers
+		// as for a chat that does not exist, POST goes to a new Chapi room of that name.
+		withHook := ch
+		ch = must(chapi.New(ev.e, chapi.Config{Keys: map[string]chat.ID{"key": bot.ID}}))
+		d := ev.requestChat(url.Values{"nickname": {"Dee"}})
+		if code, body := chapiDo("GET", "/api/chat/v1/messages?room="+d.chatID, ""); code != 404 {
+			t.Errorf("chapi read without MayUse: %d %s", code, body)
+		}
+		if code, body := chapiDo("POST", "/api/chat/v1/messages/", `{"messageRaw":"x","room":"`+d.chatID+`"}`); code != 200 {
+			t.Errorf("chapi post without MayUse: %d %s", code, body)
+		}
+		if r := d.refresh(); len(r.Messages) != 0 || must(ev.e.Room(ctx, d.room())).LastPos != 1 {
+			t.Errorf("chapi reached the chat without MayUse: %+v", r.Messages)
+		}
+		ch = withHook
+		if s, ok := genesys.Service(must(ev.e.Room(ctx, d.room()))); !ok || s != service {
+			t.Errorf("Service %q %v", s, ok)
+		}
+		if _, ok := genesys.Service(must(ev.e.RoomByName(ctx, d.chatID))); ok {
+			t.Error("Service of a Chapi room")
+		}
+
 		// A private Genesys chat is closed to Chapi.
 		ev2 := newEnv(t, mk, func(c *genesys.Config) { c.PrivateRooms = true })
 		bot2 := must(ev2.e.CreateUser(ctx, chat.NewUser{Name: "chapi"}))
-		ch = must(chapi.New(ev2.e, chapi.Config{Keys: map[string]chat.ID{"key": bot2.ID}}))
+		ch = must(chapi.New(ev2.e, chapi.Config{Keys: map[string]chat.ID{"key": bot2.ID}, MayUse: genesysChats}))
 		p := ev2.requestChat(url.Values{"nickname": {"Ann"}})
 		if code, body := chapiDo("POST", "/api/chat/v1/messages/", `{"messageRaw":"x","room":"`+p.chatID+`"}`); code != 403 {
 			t.Errorf("chapi post to a private chat: %d %s", code, body)
@@ -246,7 +273,7 @@ func TestIdleSweeper(t *testing.T) {
 	ctx := context.Background()
 	e := must(chat.Open(ctx, stores[0].Open(t)))
 	defer e.Close()
-	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, Logger: quiet,
+	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, Logger: quiet, Limiter: unlimited,
 		Idle: genesys.IdleConfig{Warn: 20 * time.Millisecond, Close: 20 * time.Millisecond, Interval: 5 * time.Millisecond}}))
 	ev := &env{t: t, e: e, h: h}
 	c := ev.requestChat(url.Values{"nickname": {"Ann"}})
@@ -317,7 +344,7 @@ func TestRestartBolt(t *testing.T) {
 		return must(chat.Open(ctx, s)), s
 	}
 	e, s := open()
-	cfg := genesys.Config{ServiceNames: []string{service}, Logger: quiet}
+	cfg := genesys.Config{ServiceNames: []string{service}, Logger: quiet, Limiter: unlimited}
 	ev := &env{t: t, e: e, h: must(genesys.New(e, cfg))}
 	c := ev.requestChat(url.Values{"nickname": {"Ann"}})
 	c.do("send", "message", "before")

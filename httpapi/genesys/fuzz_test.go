@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/genesys"
@@ -16,8 +17,8 @@ import (
 var fuzzOps = []string{"", "send", "startTyping", "stopTyping", "refresh", "disconnect", "pushUrl",
 	"updateNickname", "readReceipt", "customNotice", "updateData"}
 
-// FuzzParseParams checks the form parser: no panic, and what it accepts has what the
-// operation needs.
+// FuzzParseParams checks the form parser: no panic, what it accepts has what the operation
+// needs and can be stored as sent (every field name and value valid UTF-8 without NUL).
 func FuzzParseParams(f *testing.F) {
 	for i, s := range []string{
 		"firstName=First&lastName=Last&subject=Subject+to", "nickname=JohnDoe&userData[TimeZone]=-480&emailAddress=jdoe@gmail.com",
@@ -25,6 +26,7 @@ func FuzzParseParams(f *testing.F) {
 		"userId=a&secureKey=b&alias=c&transcriptPosition=0", "userId=a&secureKey=b&alias=c", "userId=a&secureKey=b&alias=c&pushUrl=http://x",
 		"userId=a&secureKey=b&alias=c&nickname=%20", "userId=a&secureKey=b&alias=c&transcriptPosition=x",
 		"userId=a&secureKey=b&alias=c&message=", "userId=a&secureKey=b&alias=c&userData[]=1", "userData[k=v", "%zz",
+		"userId=a&secureKey=b&alias=c&message=a%00b", "nickname=%ff", "nickname=x&userData[%00]=1", "nickname=x&other=%c3",
 	} {
 		f.Add(uint8(i), s)
 	}
@@ -39,6 +41,13 @@ func FuzzParseParams(f *testing.F) {
 		}
 		if len(errs) > 0 {
 			return
+		}
+		for k, vs := range form {
+			for _, v := range append(vs, k) {
+				if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+					t.Fatalf("%s accepted %q with %q", name, raw, v)
+				}
+			}
 		}
 		switch name {
 		case "":
@@ -80,7 +89,7 @@ func FuzzHandler(f *testing.F) {
 	defer store.Close()
 	e := must(chat.Open(ctx, store))
 	defer e.Close()
-	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, MaxBodyBytes: 1024, Logger: quiet}))
+	h := must(genesys.New(e, genesys.Config{ServiceNames: []string{service}, MaxBodyBytes: 1024, Logger: quiet, Limiter: unlimited}))
 	defer h.Close()
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("POST", "/"+service, strings.NewReader("nickname=fuzz")).WithContext(ctx))
@@ -105,7 +114,7 @@ func FuzzHandler(f *testing.F) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		switch w.Code {
-		case 200, 400, 413, 415, 503:
+		case 200, 400, 413, 415, 503: // 503: statusCode 1 of a store that cannot serve
 		default:
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}

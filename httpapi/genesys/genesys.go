@@ -31,8 +31,13 @@
 //
 // The API is anonymous until requestChat hands out a userId and a 128-bit secureKey, which
 // every later request must present (compared in constant time; only a hash is stored). Listing
-// a service in Config.ServiceNames opens it; Config.Gate can refuse or rate-limit requests
-// before anything is read or stored. Bodies are limited (Config.MaxBodyBytes, HTTP 413).
+// a service in Config.ServiceNames opens it. Config.Limiter rate-limits each client address:
+// a limit.Create token per requestChat, a limit.Write token per other write; a refusal is HTTP
+// 429 with Retry-After and statusCode 1 ("try again"). Config.Gate can refuse requests before
+// anything is read or stored. Bodies are limited (Config.MaxBodyBytes, HTTP 413), and so is
+// what userData may add to a chat (the engine's chat.MaxAttributes and chat.MaxAttributesBytes,
+// HTTP 400 with code 200). A wrong secureKey, another chat's userId and an unknown chatId get
+// the same answer, and a store that cannot take writes now is statusCode 1 with HTTP 503.
 //
 // # Transcript
 //
@@ -52,16 +57,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 )
 
 // Config configures a Handler.
@@ -89,13 +99,20 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives internal errors (default slog.Default()).
 	Logger *slog.Logger
+	// Limiter rate-limits each client address (limit.ClientKey): requestChat costs a
+	// limit.Create token; send, startTyping, stopTyping, updateNickname, pushUrl, readReceipt,
+	// customNotice, updateData, disconnect, and refresh with a typing preview, a limit.Write
+	// token. A refusal is HTTP 429 with Retry-After and statusCode 1, before anything is
+	// stored. Nil means limit.New(limit.DefaultRates), made by New; a Limiter made from zero
+	// limit.Rates limits nothing. One Limiter may be shared by every surface of a server.
+	Limiter *limit.Limiter
 	// Gate, when set, is called before every operation with its name ("requestChat", "send",
-	// "refresh"...), after the service name is checked and before the body is read. A non-nil
-	// error refuses the request: HTTP 429 with Retry-After if the error has a method
-	// RetryAfter() time.Duration, HTTP 403 otherwise. The Genesys API is anonymous by design
-	// (requestChat is how a web visitor starts a chat), so listing a service in ServiceNames
-	// is what opens it; Gate is where the program adds an origin check, a captcha token or a
-	// rate limit.
+	// "refresh"...), after the service name and the Limiter are checked and before the body
+	// is read. A non-nil error refuses the request: HTTP 429 with Retry-After (as for the
+	// Limiter) if the error has a method RetryAfter() time.Duration, HTTP 403 otherwise. The
+	// Genesys API is anonymous by design (requestChat is how a web visitor starts a chat), so
+	// listing a service in ServiceNames is what opens it; Gate is where the program adds an
+	// origin check, a captcha token or a rule of its own.
 	Gate func(r *http.Request, op string) error
 }
 
@@ -125,10 +142,13 @@ type Handler struct {
 	services map[string]bool
 	log      *slog.Logger
 
+	lim       *limit.Limiter
 	idleMu    sync.Mutex // serialises idle checks, so that a chat is warned once
 	stop      chan struct{}
 	done      sync.WaitGroup
 	closeOnce sync.Once
+	// sweepHook, when set (by tests), runs at the start of every sweep.
+	sweepHook atomic.Pointer[func()]
 }
 
 // New returns a Handler serving engine. If idle control is on with a sweeper, New starts one
@@ -177,10 +197,13 @@ func New(engine *chat.Engine, cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = limit.New(limit.DefaultRates)
+	}
 	if cfg.MaxBodyBytes < 0 || cfg.MaxEvents < 1 || cfg.Idle.Warn < 0 || cfg.Idle.Close < 0 {
 		return nil, errors.New("genesys: configuration out of range")
 	}
-	h.cfg, h.log = cfg, cfg.Logger
+	h.cfg, h.log, h.lim = cfg, cfg.Logger, cfg.Limiter
 	if cfg.Idle.enabled() && cfg.Idle.Interval > 0 {
 		h.done.Add(1)
 		go h.sweeper()
@@ -198,6 +221,14 @@ func (h *Handler) Close() error {
 // ChatID returns the chatId of a room.
 func ChatID(room chat.ID) string { return room.String() }
 
+// Service returns the serviceName of a chat that requestChat created, and whether room is
+// one. A program uses it to tell Genesys chats apart, for instance in the hook that lets
+// another surface reach them (chapi.Config.MayUse).
+func Service(room chat.Room) (string, bool) {
+	s, ok := room.Attributes[attrService]
+	return s, ok && s != ""
+}
+
 // Operation names: the last path segment of each session operation.
 const (
 	opSend           = "send"
@@ -213,8 +244,10 @@ const (
 	opRequestChat    = "" // POST /{serviceName}
 )
 
+// sessionOps are the operations on a chat, each with whether it writes (refresh writes only
+// with a typing preview, which is charged once the form is read).
 var sessionOps = map[string]bool{
-	opSend: true, opStartTyping: true, opStopTyping: true, opRefresh: true, opDisconnect: true,
+	opSend: true, opStartTyping: true, opStopTyping: true, opRefresh: false, opDisconnect: true,
 	opPushURL: true, opUpdateNickname: true, opReadReceipt: true, opCustomNotice: true, opUpdateData: true,
 }
 
@@ -234,7 +267,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		op = opRequestChat
 	case 3:
 		chatID, op = parts[1], parts[2]
-		if !sessionOps[op] {
+		if _, ok := sessionOps[op]; !ok {
 			h.fail(w, r, nil, &wireError{http: http.StatusNotFound, errs: []APIError{{codeInvalid, "unknown operation " + strconv.Quote(op)}}})
 			return
 		}
@@ -245,6 +278,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.fail(w, r, nil, &wireError{http: http.StatusMethodNotAllowed, errs: []APIError{{codeInvalid, "use POST"}}})
+		return
+	}
+	// The Limiter before the Gate: a flood costs one map lookup per request.
+	switch {
+	case op == opRequestChat && !h.lim.AllowRequest(r, limit.Create),
+		sessionOps[op] && !h.lim.AllowRequest(r, limit.Write):
+		h.fail(w, r, nil, errLimited(retryAfterLimited))
 		return
 	}
 	if h.cfg.Gate != nil {
@@ -270,6 +310,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, &wireError{http: http.StatusBadRequest, errs: errs})
 		return
 	}
+	if op == opRefresh && p.Message != "" && !h.lim.AllowRequest(r, limit.Write) {
+		h.fail(w, r, nil, errLimited(retryAfterLimited))
+		return
+	}
 	if op == opRequestChat {
 		h.requestChat(w, r, parts[0], p)
 		return
@@ -287,14 +331,15 @@ func readForm(w http.ResponseWriter, r *http.Request, limit int64) (url.Values, 
 	if r.ContentLength > limit {
 		return nil, errTooLarge(limit)
 	}
+	// A request without a body may say nothing of its type; one with a body must be a form.
+	if err := httpx.CheckMediaType(r, formTypes, r.ContentLength == 0); err != nil {
+		return nil, &wireError{http: http.StatusUnsupportedMediaType, errs: []APIError{{codeInvalid, err.Error()}}}
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	ct := r.Header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var err error
-	switch {
-	case mt == "application/x-www-form-urlencoded" || (ct == "" && r.ContentLength == 0):
-		err = r.ParseForm()
-	case mt == "multipart/form-data":
+	switch mt {
+	case "multipart/form-data":
 		err = r.ParseMultipartForm(limit)
 		if r.MultipartForm != nil {
 			defer r.MultipartForm.RemoveAll()
@@ -302,9 +347,8 @@ func readForm(w http.ResponseWriter, r *http.Request, limit int64) (url.Values, 
 				return nil, &wireError{http: http.StatusBadRequest, errs: []APIError{{codeInvalid, "file uploads are not supported"}}}
 			}
 		}
-	default:
-		return nil, &wireError{http: http.StatusUnsupportedMediaType,
-			errs: []APIError{{codeInvalid, fmt.Sprintf("Content-Type %q is not supported: send application/x-www-form-urlencoded", ct)}}}
+	default: // application/x-www-form-urlencoded, or no body
+		err = r.ParseForm()
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -316,13 +360,28 @@ func readForm(w http.ResponseWriter, r *http.Request, limit int64) (url.Values, 
 	return r.Form, nil
 }
 
+// formTypes are the media types of request bodies: forms only.
+var formTypes = []string{"application/x-www-form-urlencoded", "multipart/form-data"}
+
 // gateError turns a Gate refusal into 429 (with Retry-After) or 403.
 func gateError(err error) error {
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
-		return &wireError{http: http.StatusTooManyRequests, retryAfter: ra.RetryAfter(), errs: []APIError{{codeInvalid, "too many requests: " + err.Error()}}}
+		return errLimited(ra.RetryAfter())
 	}
 	return &wireError{http: http.StatusForbidden, errs: []APIError{{codeInvalid, "refused: " + err.Error()}}}
+}
+
+// errLimited is the answer to a request over a rate limit: HTTP 429 with Retry-After, and
+// statusCode 1, the spec's "keep trying".
+func errLimited(retryAfter time.Duration) error {
+	return &wireError{http: http.StatusTooManyRequests, statusCode: 1, retryAfter: max(retryAfter, time.Second),
+		errs: []APIError{{codeLimit, "too many requests: try again in " + seconds(retryAfter) + " s"}}}
+}
+
+// seconds formats d for Retry-After: whole seconds, rounded up, at least 1.
+func seconds(d time.Duration) string {
+	return strconv.FormatInt(int64(max(d+time.Second-1, time.Second)/time.Second), 10)
 }
 
 func errTooLarge(limit int64) error {
@@ -356,9 +415,14 @@ type Params struct {
 
 // ParseParams checks the form fields of operation op ("" for requestChat) and returns every
 // problem as a Genesys error code: missing fields with the spec's 1xx codes, malformed ones
-// with 300 (or 364 for a bad e-mail address).
+// with 300 (or 364 for a bad e-mail address). A field, known or not, whose name or value is
+// not valid UTF-8 or holds a NUL byte is malformed (300, the advice names it): nothing could
+// store it as sent.
 func ParseParams(op string, f url.Values) (Params, []APIError) {
 	var p Params
+	if errs := checkText(f); len(errs) > 0 {
+		return p, errs // nothing else of such a form is worth checking
+	}
 	var errs []APIError
 	missing := func(code int, name string) { errs = append(errs, APIError{code, name + " is missing"}) }
 	get := func(name string) (string, bool) {
@@ -458,6 +522,25 @@ func ParseParams(op string, f url.Values) (Params, []APIError) {
 	return p, errs
 }
 
+// checkText returns a 300 error for each field of f, in name order, whose name or a value
+// cannot be stored as sent.
+func checkText(f url.Values) []APIError {
+	var errs []APIError
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		err := httpx.CheckText("a field name", k)
+		for _, v := range f[k] {
+			if err != nil {
+				break
+			}
+			err = httpx.CheckText(k, v)
+		}
+		if err != nil {
+			errs = append(errs, APIError{codeInvalid, err.Error()})
+		}
+	}
+	return errs
+}
+
 // Attribute keys of the rooms this package creates.
 const (
 	attrService  = "genesys.serviceName"
@@ -497,6 +580,10 @@ func (h *Handler) requestChat(w http.ResponseWriter, r *http.Request, service st
 	}
 	// The user's ID is not known yet: validate with a placeholder of the same length.
 	attrs[attrParty+userID] = chat.ID{}.String() + " " + keyHash(key)
+	// Idle control's attribute is there from the start, in a fixed width, so that updating
+	// it never grows the room: userData filling the room to the engine's limits cannot stop
+	// idle control.
+	attrs[attrIdleWarn] = idleWarnValue(0)
 	display := p.Subject
 	if display == "" {
 		display = p.Nickname
@@ -569,16 +656,15 @@ type session struct {
 var errSession = &wireError{http: http.StatusOK, statusCode: 2, chatEnded: true,
 	errs: []APIError{{codeNotFound, "the chat session was not found or the credentials are wrong"}}}
 
-// session authenticates a request for a chat.
+// session authenticates a request for a chat. An unknown chatId, a chat of another service,
+// an unknown userId, another chat's userId, a wrong secureKey and a party that has left all
+// get errSession, after the same reads and the same hashing: nothing about a chat is read
+// or changed (idle control included) before its party is authenticated.
 func (h *Handler) session(ctx context.Context, service, chatID string, p Params) (*session, error) {
+	given := keyHash(p.SecureKey)
 	id, err := chat.ParseID(chatID)
 	if err != nil || len(chatID) != 26 {
 		return nil, errSession
-	}
-	if h.cfg.Idle.enabled() {
-		if err := h.checkIdle(ctx, id); err != nil && !errors.Is(err, chat.ErrNotFound) {
-			return nil, err
-		}
 	}
 	room, err := h.e.Room(ctx, id)
 	if errors.Is(err, chat.ErrNotFound) {
@@ -589,12 +675,9 @@ func (h *Handler) session(ctx context.Context, service, chatID string, p Params)
 	}
 	userID := strings.ToUpper(p.UserID)
 	party, ok := room.Attributes[attrParty+userID]
-	if room.Attributes[attrService] != service || !ok || len(userID) != 16 {
-		return nil, errSession
-	}
 	uid, hash, _ := strings.Cut(party, " ")
-	given := keyHash(p.SecureKey)
-	if subtle.ConstantTimeCompare([]byte(given), []byte(hash)) != 1 {
+	keyOK := subtle.ConstantTimeCompare([]byte(given), []byte(hash)) == 1
+	if room.Attributes[attrService] != service || !ok || len(userID) != 16 || !keyOK {
 		return nil, errSession
 	}
 	user, err := h.e.User(ctx, must(chat.ParseID(uid)))
@@ -610,6 +693,16 @@ func (h *Handler) session(ctx context.Context, service, chatID string, p Params)
 			return nil, errSession
 		}
 		return nil, err
+	}
+	if h.cfg.Idle.enabled() {
+		// Idle control that cannot write now (a full disk) does not stop the party's request:
+		// the sweeper tries again.
+		if err := h.checkIdle(ctx, id); err != nil && !errors.Is(err, chat.ErrNotFound) && !errors.Is(err, chat.ErrEnded) {
+			h.log.Warn("genesys: idle control", "chat", id, "err", err)
+		}
+		if room, err = h.e.Room(ctx, id); err != nil { // idle control may have ended it
+			return nil, err
+		}
 	}
 	return &session{room: room, user: user, member: m, userID: userID, key: p.SecureKey}, nil
 }
@@ -734,13 +827,33 @@ type APIError struct {
 	Advice string `json:"advice"`
 }
 
-// wireError is an answer that is not statusCode 0.
+// wireError is an answer that is not statusCode 0: an HTTP 4xx with the spec's ApiError body
+// when statusCode is 0, a BaseResponse with statusCode 1 or 2 otherwise.
 type wireError struct {
 	http       int
-	retryAfter time.Duration // for 429
+	retryAfter time.Duration // sent as Retry-After when not zero
 	statusCode int
 	chatEnded  bool
 	errs       []APIError
+}
+
+// errUnavailable answers a request the store cannot serve now: the spec's "keep trying".
+var errUnavailable = &wireError{http: http.StatusServiceUnavailable, statusCode: 1, retryAfter: retryAfterUnavailable,
+	errs: []APIError{{codeUnexpected, "the chat store is unavailable now: try again"}}}
+
+// isAttributeField reports whether an engine refusal is about the limits on what userData
+// adds to a chat: all the room's attributes, or one userData entry.
+func isAttributeField(field string) bool {
+	return field == "attributes" || strings.HasPrefix(field, "attribute "+attrUserData)
+}
+
+// attributeAdvice says which limit userData would exceed, in the client's terms.
+func attributeAdvice(inv *chat.InvalidError) string {
+	if k, ok := strings.CutPrefix(inv.Field, "attribute "+attrUserData); ok {
+		return fmt.Sprintf("userData[%s]: %s", k, inv.Reason)
+	}
+	return fmt.Sprintf("userData would take the chat past its limits (%d entries, %d bytes in all, %d bytes a value): %s",
+		chat.MaxAttributes, chat.MaxAttributesBytes, chat.MaxAttributeValueBytes, inv.Reason)
 }
 
 func (e *wireError) Error() string { return fmt.Sprintf("genesys: HTTP %d: %v", e.http, e.errs) }
@@ -749,8 +862,16 @@ func (e *wireError) Error() string { return fmt.Sprintf("genesys: HTTP %d: %v", 
 // s is the authenticated session, if the request got that far.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	var we *wireError
+	var inv *chat.InvalidError
 	switch {
 	case errors.As(err, &we):
+	case errors.Is(err, chat.ErrUnavailable):
+		// Before the others: a store error may wrap more than one kind.
+		h.log.Warn("genesys: store unavailable", "path", r.URL.Path, "err", err)
+		we = errUnavailable
+		s = nil
+	case errors.As(err, &inv) && isAttributeField(inv.Field):
+		we = &wireError{http: http.StatusBadRequest, errs: []APIError{{codeLimit, attributeAdvice(inv)}}}
 	case errors.Is(err, chat.ErrEnded):
 		we = errEnded
 	case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrNotMember), errors.Is(err, chat.ErrForbidden):
@@ -767,10 +888,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		h.log.Error("genesys: internal error", "reference", ref, "path", r.URL.Path, "err", err)
 		we = &wireError{http: http.StatusInternalServerError, statusCode: 1, errs: []APIError{{codeUnexpected, "unexpected error, reference " + ref}}}
 	}
-	if we.http == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(we.retryAfter+time.Second-1, time.Second)/time.Second), 10))
+	if we.retryAfter > 0 {
+		w.Header().Set("Retry-After", seconds(we.retryAfter))
 	}
-	if we.http >= 400 && we.http < 500 {
+	if we.statusCode == 0 { // HTTP 4xx: the spec's ApiError
 		writeJSON(w, we.http, struct {
 			Errors []APIError `json:"errors"`
 		}{we.errs})

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/chat/httpapi/genesys"
 	"github.com/parley-chat/chat/internal/fakeclock"
 	"github.com/parley-chat/chat/internal/testkit"
+	"github.com/parley-chat/chat/limit"
 )
 
 // specTime is the utcTime of the spec's requestChat example, 1432845088000 ms.
@@ -34,6 +35,9 @@ type env struct {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// unlimited is a Limiter that limits nothing.
+var unlimited = limit.New(limit.Rates{})
+
 func newEnv(t testing.TB, mk storeFactory, mod ...func(*genesys.Config)) *env {
 	t.Helper()
 	clock := fakeclock.New(specTime)
@@ -42,7 +46,8 @@ func newEnv(t testing.TB, mk storeFactory, mod ...func(*genesys.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	cfg := genesys.Config{ServiceNames: []string{service, "other"}, Alias: "117", Now: clock.Now, Logger: quiet}
+	cfg := genesys.Config{ServiceNames: []string{service, "other"}, Alias: "117", Now: clock.Now, Logger: quiet,
+		Limiter: unlimited} // TestRateLimit tests the limits
 	for _, f := range mod {
 		f(&cfg)
 	}
