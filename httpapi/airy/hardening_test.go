@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -249,7 +250,8 @@ func (s *unavailableStore) Update(ctx context.Context, fn func(chat.Tx) error) e
 // that says to try again (not a 500, and not the store's own words), and nothing is stored.
 func TestStoreUnavailable(t *testing.T) {
 	store := &unavailableStore{Store: memory.New()}
-	f := newFixture(t, store, nil)
+	var logs strings.Builder
+	f := newFixture(t, store, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	a, conv := f.start(t)
 	var r struct {
 		ResumeToken string `json:"resume_token"`
@@ -288,6 +290,10 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, f.transcript(t)); diff != "" {
 		t.Errorf("refused requests stored something (-before +after):\n%s", diff)
+	}
+	// The cause is the server's to know: logged, not shown.
+	if n := strings.Count(logs.String(), `msg="airy: store unavailable"`); n != len(tests) {
+		t.Errorf("%d of %d store failures logged:\n%s", n, len(tests), logs.String())
 	}
 }
 
