@@ -585,13 +585,15 @@ func (s *Service) decodeBody(w http.ResponseWriter, r *http.Request, v any) erro
 	return httpx.DecodeJSON(b, v)
 }
 
-// writeJSON answers with v; an error is one of encoding (internal), never of the client's
-// connection, which the handler cannot answer anyway.
+// writeJSON answers with v. It returns an error only when v does not encode (an internal
+// error, answered by the caller); one in writing to a client that has gone cannot be
+// answered anyway.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	if _, err := json.Marshal(v); err != nil {
+	b, err := json.Marshal(v)
+	if err != nil {
 		return err
 	}
-	_ = httpx.WriteJSON(w, status, v)
+	_ = httpx.WriteJSON(w, status, json.RawMessage(b))
 	return nil
 }
 

@@ -76,6 +76,11 @@ const (
 // charged first, before the token is checked. A refusal is 429 with Retry-After and
 // {"message"}.
 //
+// Joining: this surface joins a caller to one room only, the conversation authenticate
+// creates for it, as its anonymous contact (chat.RoleClient). Tokens give access to that
+// conversation and join nobody; no request joins an existing room. Agents are joined by the
+// embedding program or another surface.
+//
 // No existence oracle: a token or a system request that names a conversation it cannot have
 // (malformed id, no such room, a room of another channel or no Airy room at all) gets one
 // answer with one message: 401 for a token (authenticate with a resume token, send,
