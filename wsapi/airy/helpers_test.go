@@ -86,7 +86,7 @@ func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Service: svc, HeartBeat: -1, ConnectTimeout: 2 * time.Second}
+	cfg := Config{Service: svc, HeartBeat: -1, ConnectTimeout: 5 * time.Second} // generous: a loaded machine is slow to CONNECT
 	if o.handler != nil {
 		o.handler(&cfg)
 	}
