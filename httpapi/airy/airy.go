@@ -16,24 +16,30 @@
 // it: list their origins in Config.AllowedOrigins (CORS), or wrap the handler in CORS
 // middleware of your own.
 //
+// Every client (limit.ClientKey) is rate-limited by Config.Limiter: a new conversation costs a
+// limit.Create token, a message or a resume token a limit.Write token; a refused request gets
+// 429 with Retry-After. A store that cannot serve now (chat.ErrUnavailable) gets 503 with
+// Retry-After: try again. Bodies must be declared as JSON and be valid UTF-8 without NULs.
+//
 // Every choice the Airy docs and code leave open is a named constant in decisions.go.
 package airy
 
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
-	"unicode/utf8"
+	"time"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 )
 
 // ChannelLookup reports whether a channel id is a configured chat plugin channel.
@@ -64,6 +70,12 @@ type Config struct {
 	SystemToken string
 	// MaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes); longer ones get 413.
 	MaxBodyBytes int64
+	// Limiter rate-limits each client (limit.ClientKey): authenticate with a channel_id (a
+	// new conversation) costs a limit.Create token; send, resumeToken and every STOMP SEND
+	// on wsapi/airy, which shares the Service, cost a limit.Write token. A refused request
+	// gets 429 with Retry-After. nil means limit.New(limit.DefaultRates), made by New; pass
+	// limit.New(limit.Rates{}) to limit nothing, or one Limiter shared by every surface.
+	Limiter *limit.Limiter
 	// MaxHistory is the most messages authenticate returns (default DefaultMaxHistory).
 	MaxHistory int
 	// AllowedOrigins lists the origins (scheme://host[:port]) of the web pages that embed the
@@ -94,6 +106,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxHistory <= 0 {
 		cfg.MaxHistory = DefaultMaxHistory
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = limit.New(limit.DefaultRates)
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -106,6 +121,17 @@ func (s *Service) Engine() *chat.Engine { return s.cfg.Engine }
 
 // Tokens returns the Service's token configuration.
 func (s *Service) Tokens() *Tokens { return s.cfg.Tokens }
+
+// Allow takes a token of class c from the bucket of the client named by key (limit.ClientKey
+// of its request), or returns an error wrapping ErrRateLimited when it has none left.
+func (s *Service) Allow(key string, c limit.Class) error {
+	if !s.cfg.Limiter.Allow(key, c) {
+		return fmt.Errorf("%w: too many requests; try again later", ErrRateLimited)
+	}
+	return nil
+}
+
+func (s *Service) allow(r *http.Request, c limit.Class) error { return s.Allow(limit.ClientKey(r), c) }
 
 // Conversation is an authorized conversation: what an auth token names, checked against the
 // engine.
@@ -120,38 +146,49 @@ type Conversation struct {
 	Contact chat.ID
 	// ContactMember is the contact's current membership record in the room.
 	ContactMember chat.ID
+	// Expires is when the auth token that Authorize checked expires, by the Tokens' clock
+	// (Tokens.Now); zero for a conversation found otherwise. A connection authorized by the
+	// token ends then.
+	Expires time.Time
 }
 
 // Authorize checks an auth token and returns its conversation. A bad token, or one whose
 // conversation has gone or belongs to another channel, wraps ErrUnauthorized.
 func (s *Service) Authorize(ctx context.Context, token string) (Conversation, error) {
-	convID, channelID, err := s.cfg.Tokens.ParseAuth(token)
+	convID, channelID, exp, err := s.cfg.Tokens.parseAuth(token)
 	if err != nil {
 		return Conversation{}, err
 	}
-	return s.conversation(ctx, convID, channelID)
+	conv, err := s.conversation(ctx, convID, channelID)
+	conv.Expires = exp
+	return conv, err
 }
 
-// conversation looks a conversation up; one that does not exist, or not in that channel,
-// wraps ErrUnauthorized (the token that named it is worth nothing).
+// errNoConversation is the one answer for a conversation that cannot be had: malformed id,
+// no such room, a room of another channel or of no Airy channel at all, a room without its
+// contact. One error, one message, so that no answer tells which it was.
+var errNoConversation = fmt.Errorf("%w: no such conversation in this channel", ErrUnauthorized)
+
+// conversation looks a conversation up; one that cannot be had is errNoConversation (the
+// token that named it is worth nothing). Store errors are returned as they are.
 func (s *Service) conversation(ctx context.Context, convID, channelID string) (Conversation, error) {
 	id, err := chat.ParseID(convID)
 	if err != nil {
-		return Conversation{}, fmt.Errorf("%w: conversation id %q", ErrUnauthorized, convID)
+		return Conversation{}, errNoConversation
 	}
 	room, err := s.cfg.Engine.Room(ctx, id)
 	if errors.Is(err, chat.ErrNotFound) {
-		return Conversation{}, fmt.Errorf("%w: conversation %s does not exist", ErrUnauthorized, convID)
+		return Conversation{}, errNoConversation
 	}
 	if err != nil {
 		return Conversation{}, err
 	}
-	if room.Attributes[AttrChannel] != channelID {
-		return Conversation{}, fmt.Errorf("%w: conversation %s is not in channel %q", ErrUnauthorized, convID, channelID)
+	if room.Attributes[AttrChannel] == "" || room.Attributes[AttrChannel] != channelID {
+		return Conversation{}, errNoConversation
 	}
 	contact, err := chat.ParseID(room.Attributes[AttrContact])
 	if err != nil {
-		return Conversation{}, fmt.Errorf("airy: conversation %s has no contact: %w", convID, chat.ErrNotFound)
+		return Conversation{}, errNoConversation
 	}
 	conv := Conversation{ID: room.ID.UUID(), ChannelID: channelID, Room: room.ID, Contact: contact}
 	if m, err := s.cfg.Engine.Member(ctx, room.ID, contact); err == nil {
@@ -243,7 +280,6 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, errMethod)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	if err := h(w, r); err != nil {
 		writeError(w, s.log, err)
 	}
@@ -292,7 +328,7 @@ type authResponse struct {
 
 func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) error {
 	var req authRequest
-	if err := decodeBody(r, &req, false); err != nil {
+	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	ctx := r.Context()
@@ -316,6 +352,10 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeJSON(w, http.StatusOK, authResponse{Token: token, Messages: msgs})
 	case req.ChannelID != "":
+		// Charged before the channel is looked up: guessing channel ids costs as much.
+		if err := s.allow(r, limit.Create); err != nil {
+			return err
+		}
 		ok, err := s.cfg.Channels(ctx, req.ChannelID)
 		if err != nil {
 			return err
@@ -412,15 +452,18 @@ type resumeRequest struct {
 }
 
 func (s *Service) resumeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := s.allow(r, limit.Write); err != nil {
+		return err
+	}
 	token := bearer(r.Header.Get("Authorization"))
 	if token == "" {
 		return fmt.Errorf("%w: no bearer token", ErrUnauthorized)
 	}
 	ctx := r.Context()
 	var conv Conversation
-	if s.cfg.SystemToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.SystemToken)) == 1 {
+	if httpx.Equal(token, s.cfg.SystemToken) {
 		var req resumeRequest
-		if err := decodeBody(r, &req, false); err != nil {
+		if err := s.decodeBody(w, r, &req); err != nil {
 			return err
 		}
 		if req.ChannelID == "" || req.ConversationID == "" {
@@ -428,8 +471,9 @@ func (s *Service) resumeToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		c, err := s.conversation(ctx, req.ConversationID, req.ChannelID)
 		if errors.Is(err, ErrUnauthorized) {
-			// The caller is authorized; what it names does not exist.
-			return fmt.Errorf("airy: conversation %q of channel %q: %w", req.ConversationID, req.ChannelID, chat.ErrNotFound)
+			// The caller is authorized; what it names does not exist for it. The message
+			// does not repeat the request, so that every such answer is the same.
+			return errNoSuchConversation
 		}
 		if err != nil {
 			return err
@@ -440,9 +484,17 @@ func (s *Service) resumeToken(w http.ResponseWriter, r *http.Request) error {
 		if conv, err = s.Authorize(ctx, token); err != nil {
 			return err
 		}
-		// The contact's request has no body to speak of; read what there is within the limit.
-		if err := decodeBody(r, &struct{}{}, true); err != nil {
+		// The contact's request has no body to speak of (the widget sends {}); read what
+		// there is within the limit and check it. A request that declares an empty body
+		// needs no Content-Type (see the note on media types in decisions.go).
+		b, err := httpx.ReadBody(w, r, s.cfg.MaxBodyBytes, httpx.JSON, r.ContentLength == 0)
+		if err != nil {
 			return err
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			if err := httpx.DecodeJSON(b, &struct{}{}); err != nil {
+				return err
+			}
 		}
 	}
 	resume, err := s.cfg.Tokens.IssueResume(conv.ID, conv.ChannelID)
@@ -460,12 +512,15 @@ type sendRequest struct {
 }
 
 func (s *Service) send(w http.ResponseWriter, r *http.Request) error {
+	if err := s.allow(r, limit.Write); err != nil {
+		return err
+	}
 	conv, err := s.Authorize(r.Context(), bearer(r.Header.Get("Authorization")))
 	if err != nil {
 		return err
 	}
 	var req sendRequest
-	if err := decodeBody(r, &req, false); err != nil {
+	if err := s.decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	nm, err := newMessage(req.Message)
@@ -509,73 +564,69 @@ func newMessage(raw json.RawMessage) (chat.NewMessage, error) {
 
 // bearer returns the token of an "Authorization: Bearer <token>" value, or "".
 func bearer(v string) string {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(token)
+	token, _ := httpx.Bearer(v)
+	return token
 }
 
 // Bearer returns the token of an "Authorization: Bearer <token>" value (an HTTP header or a
 // STOMP CONNECT header), or "".
 func Bearer(v string) string { return bearer(v) }
 
-// decodeBody decodes r's JSON body into v. An empty body is an error unless allowEmpty; a body
-// that is not valid UTF-8 is an error (RFC 8259), not something to repair.
-func decodeBody(r *http.Request, v any, allowEmpty bool) error {
-	data, err := io.ReadAll(r.Body)
+// decodeBody reads r's body within MaxBodyBytes and decodes it into v: it must be declared
+// as JSON (a missing Content-Type is refused: the widget always sends application/json) and
+// hold one JSON value that is valid UTF-8, without NUL characters, nested at most
+// chat.MaxJSONDepth deep (httpx.DecodeJSON: Go's decoder would silently replace invalid
+// UTF-8 with U+FFFD).
+func (s *Service) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := httpx.ReadBody(w, r, s.cfg.MaxBodyBytes, httpx.JSON, false)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: body over %d bytes", errTooLarge, mbe.Limit)
-		}
-		return fmt.Errorf("%w: %v", errBadRequest, err)
+		return err
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		if allowEmpty {
-			return nil
-		}
-		return fmt.Errorf("%w: empty body", errBadRequest)
-	}
-	if !utf8.Valid(data) {
-		return fmt.Errorf("%w: body is not valid UTF-8", errBadRequest)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: %v", errBadRequest, err)
-	}
-	return nil
+	return httpx.DecodeJSON(b, v)
 }
 
+// writeJSON answers with v. It returns an error only when v does not encode (an internal
+// error, answered by the caller); one in writing to a client that has gone cannot be
+// answered anyway.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_ = httpx.WriteJSON(w, status, json.RawMessage(b))
 	return nil
 }
+
+// ErrRateLimited: the client has made too many requests of a kind; HTTP 429 with
+// Retry-After, an ERROR frame saying 429 on the socket.
+var ErrRateLimited = errors.New("airy: rate limited")
 
 // Errors of this surface that are not the engine's.
 var (
 	errBadRequest   = errors.New("bad request")
 	errNoChannel    = errors.New("unknown channel")
-	errTooLarge     = errors.New("request body too large")
 	errMethod       = errors.New("method not allowed: use POST")
 	errNotFoundPath = errors.New("no such endpoint")
+	// errNoSuchConversation answers the system token for a conversation it cannot have.
+	errNoSuchConversation = fmt.Errorf("airy: no such conversation in this channel: %w", chat.ErrNotFound)
 )
 
 // Status maps an error to its HTTP status: the one place where engine and surface errors
 // meet the wire. wsapi/airy uses it for the status it puts in ERROR frames.
 func Status(err error) int {
 	switch {
+	case errors.Is(err, chat.ErrUnavailable):
+		return http.StatusServiceUnavailable // whatever else it wraps: try again
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized
-	case errors.Is(err, errBadRequest), errors.Is(err, chat.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, httpx.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, httpx.ErrMediaType):
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, errBadRequest), errors.Is(err, chat.ErrInvalid), errors.Is(err, httpx.ErrMalformed):
+		return http.StatusBadRequest
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, errNoChannel), errors.Is(err, errNotFoundPath), errors.Is(err, chat.ErrNotFound):
@@ -590,16 +641,44 @@ func Status(err error) int {
 	return http.StatusInternalServerError
 }
 
-// writeError answers err as {"message": "..."} with its Status. Internal errors are logged and
-// not shown.
+// RetryAfter returns how long a client refused with err should wait before it tries again
+// (the Retry-After of a 429 or 503), or 0 when trying again will not help.
+func RetryAfter(err error) time.Duration {
+	switch Status(err) {
+	case http.StatusTooManyRequests:
+		return RetryAfterRateLimited
+	case http.StatusServiceUnavailable:
+		return RetryAfterUnavailable
+	}
+	return 0
+}
+
+// ErrorMessage returns what a client is told about err: its text, except for internal errors and
+// a store that cannot serve, whose causes are the server's business (log them).
+func ErrorMessage(err error) string {
+	switch Status(err) {
+	case http.StatusInternalServerError:
+		return http.StatusText(http.StatusInternalServerError)
+	case http.StatusServiceUnavailable:
+		return MessageUnavailable
+	}
+	return err.Error()
+}
+
+// writeError answers err as {"message": "..."} with its Status, and Retry-After for a 429 or
+// 503. Internal errors and store trouble are logged and not shown.
 func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	status := Status(err)
-	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		log.Error("airy: internal error", "err", err)
-		msg = http.StatusText(status)
+	case errors.Is(err, chat.ErrUnavailable):
+		log.Warn("airy: store unavailable", "err", err)
+	}
+	if d := RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 	}
 	_ = writeJSON(w, status, struct {
 		Message string `json:"message"`
-	}{msg})
+	}{ErrorMessage(err)})
 }

@@ -602,6 +602,7 @@ func TestCORS(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest(method, f.srv.URL+"/chatplugin.authenticate", strings.NewReader(`{"channel_id":"`+testChannel+`"}`))
 		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
 		if preflight {
 			req.Header.Set("Access-Control-Request-Method", "POST")
 			req.Header.Set("Access-Control-Request-Headers", "content-type,authorization")

@@ -44,7 +44,47 @@ const (
 	// DefaultMaxHistory is the most messages authenticate returns with a resume token: the
 	// latest ones, ordered by position.
 	DefaultMaxHistory = 1000
+
+	// RetryAfterRateLimited is the Retry-After of a 429 (rounded up to whole seconds on the
+	// wire). limit.Limiter does not tell when a client's next token comes; with
+	// limit.DefaultRates a write token comes within 50 ms and a new conversation's within
+	// 3 s, so one second is an honest first wait: a client that comes back too early is
+	// refused again, at no cost to anyone.
+	RetryAfterRateLimited = time.Second
+	// RetryAfterUnavailable is the Retry-After of a 503: the store cannot serve now (a full
+	// disk, an I/O error; chat.ErrUnavailable) or the engine is closing.
+	RetryAfterUnavailable = 5 * time.Second
+	// MessageUnavailable is the message of a 503 (and of the STOMP ERROR frame that says
+	// 503); the cause is logged, not shown.
+	MessageUnavailable = "the service cannot take this request now: try again later"
 )
+
+// Media types: every request with a body must declare it as JSON (application/json or a
+// +json type); anything else is 415. A missing Content-Type is refused too: the widget sends
+// application/json on all three calls (airyhq/airy frontend/chat-plugin lib/src/api), and
+// Airy's own Spring server answers 415 to a body without one. The one exception is the
+// contact's resumeToken with an empty body (Content-Length: 0), which has nothing to
+// declare; its body, if any, is not used but must still be a JSON value.
+//
+// Bad input: bodies are checked before they are decoded (httpx.DecodeJSON): invalid UTF-8,
+// NUL characters (raw or \u0000) and nesting past chat.MaxJSONDepth are 400, and nothing is
+// stored. Go's decoder would have turned invalid UTF-8 into U+FFFD.
+//
+// Rate limits (Config.Limiter, per client address): authenticate with a channel_id costs a
+// limit.Create token, charged before the channel is looked up; authenticate with a resume
+// token costs nothing (it creates nothing). send and resumeToken cost a limit.Write token,
+// charged first, before the token is checked. A refusal is 429 with Retry-After and
+// {"message"}.
+//
+// Joining: this surface joins a caller to one room only, the conversation authenticate
+// creates for it, as its anonymous contact (chat.RoleClient). Tokens give access to that
+// conversation and join nobody; no request joins an existing room. Agents are joined by the
+// embedding program or another surface.
+//
+// No existence oracle: a token or a system request that names a conversation it cannot have
+// (malformed id, no such room, a room of another channel or no Airy room at all) gets one
+// answer with one message: 401 for a token (authenticate with a resume token, send,
+// resumeToken), 404 for the system token, as the wire notes document.
 
 // Message content: a message sent as {"text": "..."} alone is stored as the event's Text, with
 // no Body, so that every surface reads it as plain text. Any other message object (an

@@ -28,6 +28,7 @@ func Example() {
 
 	post := func(path, token, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("POST", path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json") // as the widget sends it
 		if token != "" {
 			r.Header.Set("Authorization", "Bearer "+token)
 		}

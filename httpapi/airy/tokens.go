@@ -104,15 +104,26 @@ func (t *Tokens) IssueAuth(conversationID, channelID string) (string, error) {
 // ParseAuth checks an auth token and returns its conversation and channel ids. Every failure
 // wraps ErrUnauthorized.
 func (t *Tokens) ParseAuth(token string) (conversationID, channelID string, err error) {
+	conversationID, channelID, _, err = t.parseAuth(token)
+	return conversationID, channelID, err
+}
+
+// parseAuth is ParseAuth that also returns the token's expiry.
+func (t *Tokens) parseAuth(token string) (conversationID, channelID string, exp time.Time, err error) {
 	c, err := t.parse(token, TokenTypeAuth)
 	if err != nil {
-		return "", "", err
+		return "", "", time.Time{}, err
 	}
 	if c.ConversationID == "" || c.ChannelID == "" || c.Subject != c.ConversationID {
-		return "", "", fmt.Errorf("%w: auth token without its conversation", ErrUnauthorized)
+		return "", "", time.Time{}, fmt.Errorf("%w: auth token without its conversation", ErrUnauthorized)
 	}
-	return c.ConversationID, c.ChannelID, nil
+	// WithExpirationRequired: a parsed token has an exp.
+	return c.ConversationID, c.ChannelID, c.ExpiresAt.Time, nil
 }
+
+// Now returns the time by the Tokens' clock (TokenConfig.Now): the clock of
+// Conversation.Expires.
+func (t *Tokens) Now() time.Time { return t.now() }
 
 // IssueResume returns a resume token for a conversation of a channel.
 func (t *Tokens) IssueResume(conversationID, channelID string) (string, error) {

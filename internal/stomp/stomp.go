@@ -7,7 +7,8 @@
 // header claims: the body must already be in the received bytes, or the frame is an error.
 // Header names and values are unescaped (\\, \n, \r, \c) except in CONNECT and CONNECTED
 // frames, which the specification leaves unescaped; a repeated header is kept, and Get
-// returns its first occurrence, which is the one that counts. AppendFrame encodes.
+// returns its first occurrence, which is the one that counts. Header names and values must
+// be valid UTF-8, as the specification says they are, and hold no NUL. AppendFrame encodes.
 //
 // The codec follows the STOMP 1.2 grammar
 // (https://stomp.github.io/stomp-specification-1.2.html#Augmented_BNF) with one leniency,
@@ -23,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Commands of STOMP 1.2.
@@ -196,6 +198,11 @@ func Decode(dst []Frame, data []byte, lim Limits) ([]Frame, error) {
 
 // decodeDecisions: where the grammar is stricter than real clients, or silent.
 //   - A header value may contain ':'; the first colon ends the name.
+//   - Header names and values must be valid UTF-8 ("commands and headers are encoded in
+//     UTF-8") and must not hold a NUL, raw or unescaped, although the grammar's octets allow
+//     one: nothing downstream can store or echo it safely (a NUL ends a frame for clients
+//     that read without content-length). Either is ErrMalformed. Bodies are not checked:
+//     they are octets, and what they must be is for the frame's receiver to say.
 //   - The command is case-sensitive and must be one of the fifteen STOMP 1.2 commands.
 //   - An EOL is LF or CR LF everywhere (command, headers, the blank line, between frames).
 //   - content-length must be decimal digits only (no sign, no spaces), at most 10 digits.
@@ -253,6 +260,12 @@ func decodeFrame(data []byte, lim Limits) (Frame, []byte, error) {
 		if h.Value, err = unescape(line[colon+1:], esc); err != nil {
 			return Frame{}, nil, err
 		}
+		if err := checkText(h.Key); err != nil {
+			return Frame{}, nil, fmt.Errorf("header name: %w", err)
+		}
+		if err := checkText(h.Value); err != nil {
+			return Frame{}, nil, fmt.Errorf("header %.32q: %w", h.Key, err)
+		}
 		if h.Key == "content-length" && contentLength < 0 { // the first one counts
 			if contentLength, err = parseContentLength(h.Value); err != nil {
 				return Frame{}, nil, err
@@ -304,10 +317,20 @@ func hasKey(hs []Header, key string) bool {
 	return false
 }
 
+// checkText refuses a header name or value that is not valid UTF-8 or holds a NUL.
+func checkText(s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: a NUL in a header", ErrMalformed)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: a header that is not valid UTF-8", ErrMalformed)
+	}
+	return nil
+}
+
 // readLine returns the bytes before the next EOL (LF or CR LF) and what follows it. A line
 // longer than max (without its EOL) is ErrHeaderTooLong; data without an EOL is ErrTruncated;
-// a CR not before LF is ErrMalformed. A NUL is an octet like any other in a header line, as the
-// grammar says.
+// a CR not before LF is ErrMalformed. (A NUL in a header line is refused by the caller.)
 func readLine(data []byte, max int) (line, rest []byte, err error) {
 	window := data
 	if len(window) > max+2 {
@@ -384,7 +407,8 @@ func unescape(b []byte, esc bool) (string, error) {
 
 // AppendFrame appends the encoding of f to dst, ended by its NUL. Headers are escaped except
 // in CONNECT, CONNECTED and STOMP frames, where a header that would need escaping (CR, LF, or
-// ':' in a name) is an error. A frame with a body and no content-length header gets one; a
+// ':' in a name) is an error. A header that Decode would refuse (not valid UTF-8, or holding a
+// NUL) is an error. A frame with a body and no content-length header gets one; a
 // content-length header that does not match the body is an error.
 func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 	if !knownCommand(f.Command) {
@@ -395,6 +419,12 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 	for i, h := range f.Headers {
 		if h.Key == "" {
 			return dst, fmt.Errorf("%w: empty header name", ErrMalformed)
+		}
+		if err := checkText(h.Key); err != nil {
+			return dst, err
+		}
+		if err := checkText(h.Value); err != nil {
+			return dst, fmt.Errorf("header %q: %w", h.Key, err)
 		}
 		if !esc && (strings.ContainsAny(h.Key, "\r\n:") || strings.ContainsAny(h.Value, "\r\n")) {
 			return dst, fmt.Errorf("%w: header %q cannot be sent unescaped in %s", ErrMalformed, h.Key, f.Command)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -85,8 +86,15 @@ func TestDecode(t *testing.T) {
 		{name: "content-length with space", in: "SEND\ncontent-length: 1\n\nx\x00", err: ErrMalformed},
 		{name: "content-length too many digits", in: "SEND\ncontent-length:00000000001\n\nx\x00", err: ErrMalformed},
 		{name: "bare CR in header", in: "SEND\na:b\rc\n\n\x00", err: ErrMalformed},
-		{name: "NUL in header (the grammar allows it)", in: "SEND\na:b\x00c\n\n\x00",
-			want: []Frame{{Command: "SEND", Headers: hs("a", "b\x00c")}}},
+		{name: "NUL in a header value (the grammar allows it; we do not)", in: "SEND\na:b\x00c\n\n\x00", err: ErrMalformed},
+		{name: "NUL in a header name", in: "SEND\na\x00:b\n\n\x00", err: ErrMalformed},
+		{name: "NUL in a CONNECT header", in: "CONNECT\nAuthorization:Bearer \x00\n\n\x00", err: ErrMalformed},
+		{name: "invalid UTF-8 in a header value", in: "SUBSCRIBE\nid:\xff\n\n\x00", err: ErrMalformed},
+		{name: "invalid UTF-8 in a header name", in: "SUBSCRIBE\n\xc3:1\n\n\x00", err: ErrMalformed},
+		{name: "invalid UTF-8 in a CONNECT header", in: "CONNECT\nhost:\xed\xa0\x80\n\n\x00", err: ErrMalformed},
+		{name: "UTF-8 in headers", in: "SEND\nnaïve:日本語\n\n\x00", want: []Frame{{Command: "SEND", Headers: hs("naïve", "日本語")}}},
+		{name: "invalid UTF-8 and NUL in a body are octets", in: "SEND\ncontent-length:2\n\n\xff\x00\x00",
+			want: []Frame{{Command: "SEND", Headers: hs("content-length", "2"), Body: []byte("\xff\x00")}}},
 		{name: "stray CR between frames", in: "SEND\n\n\x00\rSEND\n\n\x00", err: ErrMalformed},
 		{name: "junk after a frame", in: "SEND\n\n\x00junk", err: ErrTruncated},
 		// limits
@@ -183,6 +191,8 @@ func TestAppendFrame(t *testing.T) {
 		{name: "empty key", f: Frame{Command: CmdMessage, Headers: hs("", "v")}, err: ErrMalformed},
 		{name: "LF in CONNECTED", f: Frame{Command: CmdConnected, Headers: hs("k", "a\nb")}, err: ErrMalformed},
 		{name: "colon in CONNECT key", f: Frame{Command: CmdConnect, Headers: hs("k:", "v")}, err: ErrMalformed},
+		{name: "NUL in a value", f: Frame{Command: CmdReceipt, Headers: hs("receipt-id", "a\x00")}, err: ErrMalformed},
+		{name: "invalid UTF-8 in a key", f: Frame{Command: CmdMessage, Headers: hs("\xff", "v")}, err: ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,8 +260,8 @@ func genFrame(t *rapid.T) Frame {
 			key = rapid.StringMatching(`[a-z\-]{1,12}`).Draw(t, "key")
 			value = rapid.StringMatching(`[ -~]{0,20}`).Draw(t, "value") // printable, colons allowed
 		}
-		if key == "content-length" {
-			continue
+		if key == "content-length" || strings.ContainsRune(key+value, 0) {
+			continue // content-length is the encoder's; a NUL is refused both ways
 		}
 		f.Add(key, value)
 	}
@@ -300,6 +310,8 @@ func FuzzDecode(f *testing.F) {
 		"\r\n\n",
 		"MESSAGE\na\\cb:c\\\\d\\n\n\nbody\x00",
 		"SEND\ncontent-length:99999\n\nab\x00",
+		"SUBSCRIBE\nid:\xff\nreceipt:a\x00b\n\n\x00",
+		"CONNECT\nhost:caf\xc3\xa9\n\n\x00",
 	} {
 		f.Add([]byte(s))
 	}
@@ -314,6 +326,11 @@ func FuzzDecode(f *testing.F) {
 			}
 			if !bytes.Contains(data, fr.Body) {
 				t.Fatalf("body %q not from the input", fr.Body)
+			}
+			for _, h := range fr.Headers {
+				if !utf8.ValidString(h.Key+h.Value) || strings.ContainsRune(h.Key+h.Value, 0) {
+					t.Fatalf("header %q: %q passed: not UTF-8, or a NUL", h.Key, h.Value)
+				}
 			}
 			var err error
 			enc, err = AppendFrame(enc, fr)

@@ -16,6 +16,15 @@
 // 30000,30000), sent, and checked: a client silent for twice the negotiated interval is
 // dropped.
 //
+// Every connection has deadlines of its own, whatever it negotiated: CONNECT within
+// ConnectTimeout; a WebSocket ping after PingInterval without a sign of life (a frame, a
+// heart-beat, a pong), to be answered within PingTimeout; each write within WriteTimeout; and
+// the end of its auth token's life, when the connection gets an ERROR frame whose message
+// says 401 (the widget authenticates again on that) and is closed. A STOMP SEND costs a
+// limit.Write token of the Service's Limiter, the same bucket as POST /chatplugin.send. A
+// panic on one of a connection's goroutines is logged with its stack and closes that
+// connection only. See decisions.go.
+//
 // Per connection the handler runs two goroutines: the WebSocket's one reader, and the
 // connection's own, which handles what the reader hands it, follows the conversation while a
 // subscription is active (waiting on the chat.Follower's Ready channel and taking messages
@@ -37,6 +46,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,8 +57,10 @@ import (
 
 	"github.com/parley-chat/chat"
 	httpairy "github.com/parley-chat/chat/httpapi/airy"
+	"github.com/parley-chat/chat/internal/httpx"
 	"github.com/parley-chat/chat/internal/stomp"
 	"github.com/parley-chat/chat/internal/wsconn"
+	"github.com/parley-chat/chat/limit"
 )
 
 // Config configures a Handler. Zero fields take their defaults.
@@ -64,8 +76,17 @@ type Config struct {
 	// DefaultHeartBeat). Negative disables heart-beats.
 	HeartBeat time.Duration
 	// ConnectTimeout is how long a client may take to send CONNECT (default
-	// DefaultConnectTimeout).
+	// DefaultConnectTimeout); then it gets an ERROR frame (408) and is closed.
 	ConnectTimeout time.Duration
+	// PingInterval is how long a connected client may give no sign of life (no frame, no
+	// heart-beat, no pong) before the server sends it a WebSocket ping (default
+	// DefaultPingInterval). It holds whatever heart-beats were negotiated: a client that
+	// asked for none is still pinged. Negative disables pings, leaving a client that
+	// negotiated heart-beat 0,0 open for as long as its token lives.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping may wait for its pong (default DefaultPingTimeout); a
+	// client that does not answer in time is closed, without a close handshake.
+	PingTimeout time.Duration
 	// WriteTimeout bounds each write (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// MaxFrameBytes, MaxHeaders and MaxHeaderBytes limit incoming frames (defaults
@@ -73,8 +94,12 @@ type Config struct {
 	MaxFrameBytes  int
 	MaxHeaders     int
 	MaxHeaderBytes int
-	// Logger logs internal errors (default slog.Default()).
+	// Logger logs internal errors, store trouble and panics (default slog.Default()).
 	Logger *slog.Logger
+
+	// testHook, set by tests only, gives each new connection a function that its goroutines
+	// call at named points ("read", "run", "turn", "ping"): tests inject panics through it.
+	testHook func(r *http.Request) func(point string)
 }
 
 // Handler serves /ws.chatplugin. Mount it at that path: the widget opens its socket at the
@@ -110,6 +135,15 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PingInterval < 0 {
+		cfg.PingInterval = 0
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = DefaultPingTimeout
 	}
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = DefaultMaxFrameBytes
@@ -168,17 +202,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(int64(MessageLimitFactor * h.cfg.MaxFrameBytes))
-	c := &conn{h: h, ws: ws, nc: nc, in: make(chan inbound, 1)}
+	c := &conn{h: h, ws: ws, nc: nc, in: make(chan inbound, 1), key: limit.ClientKey(r)}
+	if h.cfg.testHook != nil {
+		c.hook = h.cfg.testHook(r)
+	}
 	// The connection's two goroutines are new ones, so that net/http's goroutine, with its
 	// deep stack and the request it holds, ends now: the WebSocket is hijacked and lives on.
+	// Neither is under net/http's recovery: each contains its own panics.
 	h.wg.Add(2)
 	h.open.Add(1)
 	go c.read()
 	go func() {
 		defer h.wg.Done()
 		defer h.open.Add(-1)
+		defer func() {
+			if v := recover(); v != nil {
+				c.panicked("goroutine", v)
+				for range c.in {
+					// the reader ends now that the WebSocket is closed
+				}
+			}
+		}()
 		c.run()
 	}()
+}
+
+// errPanic is what a connection's turn or ping returns when it panicked.
+var errPanic = errors.New("panic")
+
+// panicked handles a panic recovered on one of c's goroutines: it logs it with the stack
+// and closes the connection, without a close handshake (its state is unknown). The Handler
+// and every other connection go on.
+func (c *conn) panicked(where string, v any) {
+	c.h.log.Error("airy: panic on a WebSocket connection's "+where+"; the connection is closed",
+		"panic", v, "stack", string(debug.Stack()))
+	c.ws.CloseNow()
+}
+
+// at calls the test hook, if any, at a named point.
+func (c *conn) at(point string) {
+	if c.hook != nil {
+		c.hook(point)
+	}
 }
 
 // Connections returns the number of open WebSocket connections.
@@ -203,6 +268,8 @@ type conn struct {
 	in       chan inbound // reader → run; closed by the reader when it ends
 	pending  inbound      // taken from in, for handlePending
 	lastRead atomic.Int64 // unix nanoseconds of the last message read; set by the reader
+	key      string       // the client, as rate limits name it (limit.ClientKey); set once
+	hook     func(string) // the test hook; set once
 
 	connected  bool
 	conv       httpairy.Conversation
@@ -210,8 +277,12 @@ type conn struct {
 	subscribed bool          // a subscription was made on this connection
 	sendEvery  time.Duration // heart-beats to send
 	recvEvery  time.Duration // heart-beats expected
-	timer      *time.Timer   // the CONNECT deadline, then the next heart-beat to send or check
+	timer      *time.Timer   // the CONNECT deadline, then the next deadline of any kind (arm)
 	lastWrite  time.Time
+	expires    time.Time  // when the auth token expires, on this clock
+	pinging    bool       // a ping is under way
+	pong       chan error // the ping's outcome; made with the first ping
+	lastPong   time.Time  // when the last pong came
 
 	// The subscription, while there is one: run follows the conversation itself, waiting on
 	// the Follower's Ready channel beside the reader's and the timer's.
@@ -241,12 +312,15 @@ func (c *conn) run() {
 			if !ok {
 				return // the reader has ended (after handing over its error)
 			}
+			c.at("run")
 			c.pending = in
 			err = c.aside(c.handlePending)
 		case <-c.ready:
 			err = c.aside(c.pump)
 		case <-c.timer.C:
 			err = c.aside(c.tick)
+		case perr := <-c.pong:
+			err = c.aside(func() error { return c.ponged(perr) })
 		case <-c.h.ctx.Done():
 			err = c.aside(c.shutdown)
 		}
@@ -271,9 +345,17 @@ func (c *conn) run() {
 // when they end: an idle connection keeps 2 KiB less.
 // aside also takes the subscription's next Ready channel (nil, never ready, without a
 // subscription): Ready locks the room's hub, which may park the goroutine.
+// A panic in fn is contained: logged, the connection closed, and errPanic returned.
 func (c *conn) aside(fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.panicked("turn", v)
+				done <- errPanic
+			}
+		}()
+		c.at("turn")
 		err := fn()
 		c.ready = nil
 		if err == nil && c.follower != nil {
@@ -290,18 +372,27 @@ func (c *conn) shutdown() error {
 	return errClose
 }
 
-// arm sets the timer to the next heart-beat to send or check, or stops it when heart-beats
-// are off both ways.
+// arm sets the timer to the connection's next deadline once it is connected: a heart-beat
+// to send or check, a ping to send, the token's expiry. It stops the timer when there is
+// none (heart-beats off both ways, pings off, a ping under way, and no expiry).
 func (c *conn) arm() {
 	next, armed := time.Duration(0), false
-	if c.sendEvery > 0 {
-		next, armed = c.sendEvery-time.Since(c.lastWrite), true
-	}
-	if c.recvEvery > 0 {
-		d := c.recvEvery*HeartBeatGrace - time.Since(time.Unix(0, c.lastRead.Load()))
+	at := func(d time.Duration) {
 		if !armed || d < next {
 			next, armed = d, true
 		}
+	}
+	if c.sendEvery > 0 {
+		at(c.sendEvery - time.Since(c.lastWrite))
+	}
+	if c.recvEvery > 0 {
+		at(c.recvEvery*HeartBeatGrace - time.Since(time.Unix(0, c.lastRead.Load())))
+	}
+	if c.h.cfg.PingInterval > 0 && !c.pinging {
+		at(c.h.cfg.PingInterval - time.Since(c.lastAlive()))
+	}
+	if !c.expires.IsZero() {
+		at(time.Until(c.expires))
 	}
 	if !armed {
 		c.timer.Stop()
@@ -310,21 +401,80 @@ func (c *conn) arm() {
 	c.timer.Reset(max(next, 0))
 }
 
-// tick handles the timer: no CONNECT in time, a heart-beat to send, a silent peer.
+// lastAlive is when the peer last showed it is there: a message read, or a pong.
+func (c *conn) lastAlive() time.Time {
+	read := time.Unix(0, c.lastRead.Load())
+	if c.lastPong.After(read) {
+		return c.lastPong
+	}
+	return read
+}
+
+// tick handles the timer: no CONNECT in time, an expired token, a silent peer, a ping or a
+// heart-beat to send.
 func (c *conn) tick() error {
 	if !c.connected {
 		return c.fail(nil, http.StatusRequestTimeout, "no CONNECT frame in time", websocket.StatusPolicyViolation)
+	}
+	if !c.expires.IsZero() && !time.Now().Before(c.expires) {
+		return c.fail(nil, http.StatusUnauthorized, "the auth token has expired: authenticate again", websocket.StatusPolicyViolation)
 	}
 	if c.recvEvery > 0 && time.Since(time.Unix(0, c.lastRead.Load())) >= c.recvEvery*HeartBeatGrace {
 		// The peer is silent: no close handshake to wait for.
 		c.ws.CloseNow()
 		return errClose
 	}
+	if c.h.cfg.PingInterval > 0 && !c.pinging && time.Since(c.lastAlive()) >= c.h.cfg.PingInterval {
+		c.startPing()
+	}
 	if c.sendEvery > 0 && time.Since(c.lastWrite) >= c.sendEvery {
 		if err := c.write(heartBeat); err != nil {
 			return err
 		}
 	}
+	c.arm()
+	return nil
+}
+
+// startPing sends a WebSocket ping on a goroutine of its own, which hands the outcome to run
+// through c.pong. The pong is read by the connection's reader (coder/websocket answers and
+// notes control frames inside Read), which is always reading.
+func (c *conn) startPing() {
+	c.pinging = true
+	if c.pong == nil {
+		c.pong = make(chan error, 1) // one ping at a time: the send never blocks
+	}
+	c.h.wg.Add(1)
+	go c.ping()
+}
+
+// ping waits at most PingTimeout for the peer's pong. Its context ends when it returns,
+// which is safe for the WebSocket: the ping frame's write is bounded by coder/websocket's own
+// control-frame timeout, whose watch ends with the write (the house rule about write
+// contexts is about data writes, whose watch the library keeps).
+func (c *conn) ping() {
+	defer c.h.wg.Done()
+	err := errPanic
+	defer func() {
+		if v := recover(); v != nil {
+			c.panicked("ping", v)
+		}
+		c.pong <- err
+	}()
+	c.at("ping")
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.PingTimeout)
+	defer cancel()
+	err = c.ws.Ping(ctx)
+}
+
+// ponged takes a ping's outcome: a peer that did not answer in time is gone (no close
+// handshake to wait for); one that did is alive now.
+func (c *conn) ponged(err error) error {
+	c.pinging = false
+	if err != nil {
+		return fmt.Errorf("airy: no pong: %w", err) // run closes the connection
+	}
+	c.lastPong = time.Now()
 	c.arm()
 	return nil
 }
@@ -343,6 +493,11 @@ func (c *conn) cleanup() {
 func (c *conn) read() {
 	defer c.h.wg.Done()
 	defer close(c.in)
+	defer func() {
+		if v := recover(); v != nil {
+			c.panicked("reader", v)
+		}
+	}()
 	for {
 		// context.Background: a cancelled read context closes the WebSocket at once, and
 		// the connection's goroutine wants to close it itself, with a status. It ends this
@@ -353,6 +508,7 @@ func (c *conn) read() {
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		c.at("read")
 		frames, err := stomp.Decode(nil, data, c.h.limits)
 		if len(frames) == 0 && err == nil {
 			continue // a heart-beat
@@ -421,7 +577,9 @@ func (c *conn) frame(f *stomp.Frame) error {
 		}
 		c.ws.Close(websocket.StatusNormalClosure, "")
 		return errClose
-	case stomp.CmdSend, stomp.CmdBegin, stomp.CmdCommit, stomp.CmdAbort:
+	case stomp.CmdSend:
+		return c.sendFrame(f)
+	case stomp.CmdBegin, stomp.CmdCommit, stomp.CmdAbort:
 		return c.fail(f, http.StatusMethodNotAllowed, f.Command+" is not served: send messages with POST /chatplugin.send", websocket.StatusPolicyViolation)
 	case stomp.CmdConnect, stomp.CmdStomp:
 		return c.fail(f, http.StatusBadRequest, "already connected", websocket.StatusProtocolError)
@@ -432,6 +590,19 @@ func (c *conn) frame(f *stomp.Frame) error {
 		return err
 	}
 	return c.receipt(f)
+}
+
+// sendFrame answers a SEND, which is not served (see decisions.go) but is a write all the
+// same: it costs a limit.Write token, and a body that could not be stored as sent (invalid
+// UTF-8, a NUL) is refused as such.
+func (c *conn) sendFrame(f *stomp.Frame) error {
+	if err := c.h.svc.Allow(c.key, limit.Write); err != nil {
+		return c.failErr(f, err, websocket.StatusTryAgainLater)
+	}
+	if err := httpx.CheckText("the SEND body", string(f.Body)); err != nil {
+		return c.fail(f, http.StatusBadRequest, err.Error(), websocket.StatusPolicyViolation)
+	}
+	return c.fail(f, http.StatusMethodNotAllowed, "SEND is not served: send messages with POST /chatplugin.send", websocket.StatusPolicyViolation)
 }
 
 func (c *conn) connect(f *stomp.Frame) error {
@@ -450,15 +621,19 @@ func (c *conn) connect(f *stomp.Frame) error {
 	}
 	conv, err := c.h.svc.Authorize(c.h.ctx, httpairy.Bearer(auth))
 	if err != nil {
-		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+		return c.failErr(f, err, websocket.StatusPolicyViolation)
 	}
 	c.conv = conv
+	if !conv.Expires.IsZero() {
+		// The token's remaining life, measured on the Tokens' clock, from now on this one.
+		c.expires = time.Now().Add(conv.Expires.Sub(c.h.svc.Tokens().Now()))
+	}
 	// A subscription without x-parley-after starts after what the room held at CONNECT,
 	// not at SUBSCRIBE: a message sent once the client has its CONNECTED frame (the widget
 	// sends over REST as soon as it is connected) is never lost in between.
 	room, err := c.h.e.Room(c.h.ctx, conv.Room)
 	if err != nil {
-		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+		return c.failErr(f, err, websocket.StatusPolicyViolation)
 	}
 	c.startPos = room.LastPos
 	s := c.h.cfg.HeartBeat
@@ -524,7 +699,7 @@ func (c *conn) subscribe(f *stomp.Frame) error {
 	}
 	fl, err := c.h.e.Follow(c.h.ctx, c.conv.Room, from)
 	if err != nil {
-		return c.fail(f, httpairy.Status(err), err.Error(), websocket.StatusPolicyViolation)
+		return c.failErr(f, err, websocket.StatusPolicyViolation)
 	}
 	c.follower, c.subID, c.subscribed = fl, id, true
 	return nil
@@ -546,12 +721,10 @@ func (c *conn) pump() error {
 			if c.h.ctx.Err() != nil {
 				return c.shutdown()
 			}
-			status := httpairy.Status(err)
-			msg := "the conversation is no longer followed"
 			if errors.Is(err, chat.ErrNotFound) {
-				msg = "the conversation was deleted"
+				return c.fail(nil, http.StatusNotFound, "the conversation was deleted", websocket.StatusGoingAway)
 			}
-			return c.fail(nil, status, msg, websocket.StatusGoingAway)
+			return c.failErr(nil, err, websocket.StatusGoingAway)
 		}
 		if !ok {
 			return nil
@@ -596,12 +769,36 @@ func (c *conn) receipt(f *stomp.Frame) error {
 	return c.send(&stomp.Frame{Command: stomp.CmdReceipt, Headers: []stomp.Header{{Key: "receipt-id", Value: id}}})
 }
 
+// failErr is fail for an error of the Service or the engine: its status and what the client
+// may be told of it (httpairy.Status, httpairy.ErrorMessage). Internal errors and store
+// trouble are logged.
+func (c *conn) failErr(f *stomp.Frame, err error, code websocket.StatusCode) error {
+	status := httpairy.Status(err)
+	switch {
+	case status == http.StatusInternalServerError:
+		c.h.log.Error("airy: STOMP connection", "err", err)
+	case errors.Is(err, chat.ErrUnavailable):
+		c.h.log.Warn("airy: STOMP connection: store unavailable", "err", err)
+	}
+	return c.fail(f, status, httpairy.ErrorMessage(err), code)
+}
+
 // fail sends an ERROR frame (its message header starts with the HTTP status, so that a bad
-// token's contains 401), closes the connection with code, and returns errClose.
+// token's contains 401), closes the connection with code, and returns errClose. A refusal
+// that is worth trying again later (429, 503) says when in a retry-after header (seconds)
+// and closes with 1013, try again later, whatever code says.
 func (c *conn) fail(f *stomp.Frame, status int, detail string, code websocket.StatusCode, extra ...stomp.Header) error {
-	if status == http.StatusInternalServerError {
+	switch status {
+	case http.StatusInternalServerError:
 		c.h.log.Error("airy: STOMP connection", "err", detail)
 		detail = "internal error"
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		wait := httpairy.RetryAfterRateLimited
+		if status == http.StatusServiceUnavailable {
+			wait = httpairy.RetryAfterUnavailable
+		}
+		extra = append(extra, stomp.Header{Key: HeaderRetryAfter, Value: strconv.Itoa(int((wait + time.Second - 1) / time.Second))})
+		code = websocket.StatusTryAgainLater
 	}
 	msg := fmt.Sprintf("%d %s", status, http.StatusText(status))
 	hs := append([]stomp.Header{{Key: "message", Value: msg}, {Key: "content-type", Value: "text/plain"}}, extra...)

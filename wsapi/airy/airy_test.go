@@ -355,6 +355,7 @@ func TestHeartBeats(t *testing.T) {
 		if cf := c.expect(stomp.CmdConnected); cf.Value("heart-beat") != "200,200" {
 			t.Fatalf("CONNECTED heart-beat %q", cf.Value("heart-beat"))
 		}
+		start := time.Now()
 		got := make(chan int, 1)
 		go func() { // reads the beats until the RECEIPT of the SUBSCRIBE below
 			if f, err := c.next(5 * time.Second); err != nil || f.Command != stomp.CmdReceipt {
@@ -368,8 +369,9 @@ func TestHeartBeats(t *testing.T) {
 		}
 		// Still connected: the SUBSCRIBE is answered.
 		c.send(stomp.CmdSubscribe, "id", "s", "destination", Destination, "receipt", "r")
-		if n := <-got; n < 2 || n > 6 { // 5 on time; 2 if the machine stalls
-			t.Errorf("%d heart-beats in 1s at 200ms", n)
+		// 5 on time; 2 if the machine stalls; more if its sleeps stretch the second.
+		if n, most := <-got, int(time.Since(start)/live)+1; n < 2 || n > most {
+			t.Errorf("%d heart-beats in %v at 200ms", n, time.Since(start))
 		}
 	})
 

@@ -35,6 +35,18 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	// DefaultWriteTimeout bounds each write; a client that does not read is dropped.
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultPingInterval is how long a connected client may show no sign of life before
+	// it is pinged, and DefaultPingTimeout how long the ping waits for its pong: a peer gone
+	// without a word (a laptop closed, a network cut) is closed within 45 s of its last
+	// sign, whatever heart-beats it negotiated. The widget's 4 s heart-beats keep it from
+	// ever being pinged; browsers and the ws package answer pings by themselves.
+	DefaultPingInterval = 30 * time.Second
+	DefaultPingTimeout  = 15 * time.Second
+
+	// HeaderRetryAfter, on an ERROR frame that says 429 or 503, is how many seconds the
+	// client should wait before it connects again (httpairy.RetryAfterRateLimited,
+	// httpairy.RetryAfterUnavailable), as HTTP's Retry-After.
+	HeaderRetryAfter = "retry-after"
 
 	// DefaultMaxFrameBytes, DefaultMaxHeaders and DefaultMaxHeaderBytes are the codec's limits
 	// on an incoming frame. A frame over them gets an ERROR frame and the connection closes.
@@ -53,10 +65,33 @@ var Subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 
 // Frames the server does not serve. The widget sends its messages over REST
 // (/chatplugin.send), so SEND, and the transactions around it, are answered with an ERROR
-// frame (405) and the connection closes, as every STOMP ERROR does. A client may hold one
+// frame (405) and the connection closes, as every STOMP ERROR does. A SEND is a write all the
+// same: it costs a limit.Write token of the Service's Limiter first (429 once the client has
+// none left), and a body that is not valid UTF-8 or holds a NUL is refused as bad input
+// (400) before the 405. Nothing a SEND carries is ever stored. A client may hold one
 // subscription at a time, with ack mode auto; ACK and NACK are accepted and ignored. STOMP
 // versions 1.1 and 1.2 are served (1.2 preferred); a client that offers neither gets an
 // ERROR frame.
+
+// Refusals on the socket. Every refusal is an ERROR frame whose message header starts with
+// the HTTP status the REST half would answer (400, 401, 404, 405, 408, 409, 413, 429, 503),
+// and the connection closes after it: STOMP 1.2 says a server MUST close the connection
+// just after sending an ERROR frame, and stompjs treats it so. A rate-limited (429) or
+// store-unavailable (503) refusal carries a retry-after header and closes with WebSocket
+// status 1013 (try again later); a 503 says only that the service cannot take the request
+// now (httpairy.MessageUnavailable), its cause is logged.
+//
+// Deadlines. A connection is closed: without CONNECT after ConnectTimeout (ERROR 408); when
+// its auth token expires, measured at CONNECT from the token's exp on the Tokens' clock
+// (ERROR 401, status 1008; the widget authenticates again on a 401); when it shows no sign of
+// life for twice the negotiated heart-beat interval, or for PingInterval and then does not
+// answer a ping within PingTimeout (closed without a frame: nobody is listening); when a write
+// waits WriteTimeout. Heart-beats are the client's choice; pings and the token's expiry are
+// not.
+//
+// Panics. A panic on a connection's reader, its own goroutine, a turn of its work or its ping
+// is recovered, logged with its stack (Config.Logger, level Error), and closes that connection
+// alone, without a close handshake; the Handler goes on serving every other one.
 
 // Per-connection resources: what an idle connection keeps is most of the server's memory
 // per client (DESIGN.md: at most 10 KB per idle WebSocket connection).

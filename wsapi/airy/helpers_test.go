@@ -51,6 +51,22 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 
 func newFixtureOn(t testing.TB, store chat.Store, mod func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fixtureOptions{store: store, handler: mod})
+}
+
+// fixtureOptions change what newFixtureWith builds; zero fields take the defaults.
+type fixtureOptions struct {
+	store   chat.Store             // default: testkit.Stores[0]
+	service func(*httpairy.Config) // changes the REST Service's Config
+	handler func(*Config)          // changes the Handler's Config
+}
+
+func newFixtureWith(t testing.TB, o fixtureOptions) *fixture {
+	t.Helper()
+	store := o.store
+	if store == nil {
+		store = testkit.Stores[0].Open(t)
+	}
 	t.Cleanup(func() { store.Close() })
 	e, err := chat.Open(context.Background(), store)
 	if err != nil {
@@ -62,13 +78,17 @@ func newFixtureOn(t testing.TB, store chat.Store, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := httpairy.New(httpairy.Config{Engine: e, Tokens: tokens, Channels: httpairy.Channels(testChannel)})
+	scfg := httpairy.Config{Engine: e, Tokens: tokens, Channels: httpairy.Channels(testChannel)}
+	if o.service != nil {
+		o.service(&scfg)
+	}
+	svc, err := httpairy.New(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Service: svc, HeartBeat: -1, ConnectTimeout: 2 * time.Second}
-	if mod != nil {
-		mod(&cfg)
+	cfg := Config{Service: svc, HeartBeat: -1, ConnectTimeout: 5 * time.Second} // generous: a loaded machine is slow to CONNECT
+	if o.handler != nil {
+		o.handler(&cfg)
 	}
 	h, err := New(cfg)
 	if err != nil {
@@ -89,6 +109,7 @@ func newFixtureOn(t testing.TB, store chat.Store, mod func(*Config)) *fixture {
 func (f *fixture) post(t testing.TB, endpoint, token, body string, out any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", f.srv.URL+"/"+endpoint, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json") // as the widget sends it
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -73,9 +73,9 @@ func (b *lockedBuffer) String() string {
 // TestInteropStompJS runs the widget's own client library (interop/airy/client.mjs:
 // @stomp/stompjs 7.x over ws, reconnectDelay 0, heart-beats 4000/4000) against both
 // handlers: it authenticates, subscribes, sends, receives an agent's reply sent from Go,
-// exchanges heart-beats, reconnects after the server drops it and gets what it missed once,
-// then resumes with a resume token. It needs node and `npm ci --prefix interop/airy`; without
-// them it skips, except under CI=true, where it fails.
+// exchanges heart-beats and answers WebSocket pings, reconnects after the server drops it
+// and gets what it missed once, then resumes with a resume token. It needs node and
+// `npm ci --prefix interop/airy`; without them it skips, except under CI=true, where it fails.
 func TestInteropStompJS(t *testing.T) {
 	need := func(msg string) {
 		t.Helper()
@@ -105,7 +105,12 @@ func TestInteropStompJS(t *testing.T) {
 	tokens, _ := httpairy.NewTokens(httpairy.TokenConfig{Secret: testSecret})
 	svc, _ := httpairy.New(httpairy.Config{Engine: e, Tokens: tokens, Channels: httpairy.Channels(testChannel)})
 	const serverHeartBeat = time.Second // negotiated with the widget's 4000: 4 s each way
-	h, _ := New(Config{Service: svc, HeartBeat: serverHeartBeat})
+	// Pings far more often than the widget's 4 s heart-beats: the ws package must answer
+	// them, or the connection is closed and the heartbeats step sees it.
+	h, _ := New(Config{
+		Service: svc, HeartBeat: serverHeartBeat,
+		PingInterval: 300 * time.Millisecond, PingTimeout: 2 * time.Second,
+	})
 	mux := http.NewServeMux()
 	mux.Handle("/ws.chatplugin", h)
 	mux.Handle("/", svc)
