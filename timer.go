@@ -26,7 +26,7 @@ type timerItem struct {
 
 type timerHeap []timerItem
 
-func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
 	if c := h[i].at.Compare(h[j].at); c != 0 {
 		return c < 0
@@ -43,8 +43,8 @@ func (a timerKey) less(b timerKey) bool {
 	}
 	return compareID(a.member, b.member) < 0
 }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerItem)) }
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timerItem)) }
 func (h *timerHeap) Pop() any {
 	old := *h
 	it := old[len(old)-1]

@@ -49,13 +49,22 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Li
 	}
 	fail := func(err error) (http.Handler, func(), error) { closeAll(); return nil, nil, err }
 
-	ch, err := chapi.New(e, chapi.Config{Keys: map[string]chat.ID{d.get(varChapiKey): d.chapiUser}, Logger: log})
+	genesysService := d.get(varGenesys)
+	ch, err := chapi.New(e, chapi.Config{
+		Keys: map[string]chat.ID{d.get(varChapiKey): d.chapiUser}, Logger: log, Limiter: lim,
+		// The demo's Chapi key is the program's own integration: it may read and answer the
+		// demo's Genesys chats by their chatId (the README's walk-through does).
+		MayUse: func(_ context.Context, u chat.User, r chat.Room) bool {
+			s, ok := genesys.Service(r)
+			return ok && s == genesysService && u.ID == d.chapiUser
+		},
+	})
 	if err != nil {
 		return fail(err)
 	}
 	mux.Handle("/chapi/", http.StripPrefix("/chapi", ch))
 
-	gen, err := genesys.New(e, genesys.Config{ServiceNames: []string{d.get(varGenesys)}, Logger: log})
+	gen, err := genesys.New(e, genesys.Config{ServiceNames: []string{genesysService}, Logger: log, Limiter: lim})
 	if err != nil {
 		return fail(err)
 	}
@@ -63,6 +72,7 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Li
 	mux.Handle("/genesys/2/chat/", http.StripPrefix("/genesys/2/chat", gen))
 
 	nx, err := nexmo.New(e, nexmo.Config{
+		Limiter: lim,
 		BaseURL: base + "/nexmo/beta",
 		Keys:    map[string]*rsa.PublicKey{d.get(varNexmoApp): &d.nexmoKey.PublicKey},
 		// The demo's agents work through the Nexmo API: Genesys clients see them as Agents.
@@ -79,7 +89,8 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Li
 		return fail(err)
 	}
 	airyREST, err := airy.New(airy.Config{
-		Engine: e, Tokens: tokens, Channels: airy.Channels(d.get(varAiryChannel)),
+		Limiter: lim,
+		Engine:  e, Tokens: tokens, Channels: airy.Channels(d.get(varAiryChannel)),
 		SystemToken: d.get(varAirySystem), Logger: log,
 	})
 	if err != nil {
