@@ -47,6 +47,7 @@ const TypingEvery = time.Second
 func (e *Engine) startTyping(ctx context.Context, roomID, userID ID, preview string, flush bool) (Event, error) {
 	k := typingKey{roomID, userID}
 	held := false
+	var now time.Time // of the decision (an event's own time may be bumped by the store)
 	ev, err := e.update(ctx, func(tx *wtx) error {
 		held = false
 		if _, err := tx.openRoom(roomID); err != nil {
@@ -56,7 +57,7 @@ func (e *Engine) startTyping(ctx context.Context, roomID, userID ID, preview str
 		if err != nil {
 			return err
 		}
-		now := tx.e.now()
+		now = tx.e.now()
 		typing := m.TypingUntil.After(now)
 		if flush && !typing {
 			return nil // it sent or stopped meanwhile
@@ -79,7 +80,7 @@ func (e *Engine) startTyping(ctx context.Context, roomID, userID ID, preview str
 	switch {
 	case err != nil:
 	case ev.Pos != 0:
-		e.shown.note(k, ev.Time)
+		e.shown.note(k, now)
 	case held:
 		if at, arm := e.shown.hold(k, preview); arm {
 			e.timers.arm(Timer{Kind: timerTypingFlush, Room: roomID, Member: userID, At: at})

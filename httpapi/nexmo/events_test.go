@@ -84,8 +84,9 @@ func TestEvents(t *testing.T) {
 		}
 		step(alice, fmt.Sprintf(`{"type":"text:typing:off","from":%q}`, c.aliceM), 201, 7)
 		step(alice, fmt.Sprintf(`{"type":"text:typing:off","from":%q}`, c.aliceM), 200, 0)
-		// A preview that changes is a new typing:on event.
+		// A preview that changes is a new typing:on event (at most one a second).
 		step(alice, fmt.Sprintf(`{"type":"text:typing:on","from":%q,"body":{"text":"hel"}}`, c.aliceM), 201, 8)
+		v.clock.Advance(chat.TypingEvery)
 		step(alice, fmt.Sprintf(`{"type":"text:typing:on","from":%q,"body":{"text":"hell"}}`, c.aliceM), 201, 9)
 		// image, custom, event:delete.
 		step(alice, fmt.Sprintf(`{"type":"image","from":%q,"body":{"representations":{"original":{"url":"https://example.com/i.png"}}}}`, c.aliceM), 201, 10)
@@ -126,10 +127,14 @@ func TestEvents(t *testing.T) {
 			fmt.Sprintf(`{"id":16,"type":"custom:edit","from":%q,"body":{"event_id":15,"text":"edited"}}`, c.bobM),
 			`{"id":17,"type":"text","body":{"text":"notice"}}`,
 		}
+		t1 := "2026-03-01T10:00:01.000Z"
 		var wantList []any
 		for i, w := range want {
 			m := jsonOf(t, "%s", w).(map[string]any)
 			m["timestamp"] = t0
+			if i+1 >= 9 { // after the clock moved a second for the typing throttle
+				m["timestamp"] = t1
+			}
 			m["href"] = evHref(i + 1)
 			wantList = append(wantList, m)
 		}
