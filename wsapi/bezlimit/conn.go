@@ -42,6 +42,12 @@ type conn struct {
 	// writing is when the write under way began (UnixNano), 0 when none is: the Handler's
 	// watchdog closes a connection whose write outlasts Config.WriteTimeout.
 	writingSince atomic.Int64
+	// pingAt is when the next ping is due (UnixNano), 0 until the connection's reader runs;
+	// pinging is set while a ping waits for its pong.
+	pingAt  atomic.Int64
+	pinging atomic.Bool
+	// expiry closes the connection when its Identity expires; nil for tokens without Expires.
+	expiry *time.Timer
 
 	mu      sync.Mutex
 	q       []*frame
@@ -113,6 +119,7 @@ func (c *conn) attach(ws *websocket.Conn) {
 
 func (c *conn) writeLoop() {
 	defer c.writer.Done()
+	defer c.h.contain("connection writer", func() { c.close(closeInternal, "internal error") })
 	for {
 		c.mu.Lock()
 		if c.closed || c.head == len(c.q) {
@@ -129,6 +136,9 @@ func (c *conn) writeLoop() {
 			c.q, c.head = c.q[:n], 0
 		}
 		c.mu.Unlock()
+		if hook := c.h.testHookWrite; hook != nil {
+			hook(c)
+		}
 		if err := c.write(f.data); err != nil {
 			c.close(websocket.StatusAbnormalClosure, "")
 			return
@@ -152,6 +162,35 @@ func (c *conn) stuck(now time.Time, d time.Duration) bool {
 	return since != 0 && now.UnixNano()-since > int64(d)
 }
 
+// pingDue reports whether a ping of the connection is due at now, and if so marks it as
+// under way and schedules the next one.
+func (c *conn) pingDue(now time.Time, every time.Duration) bool {
+	at := c.pingAt.Load()
+	if at == 0 || now.UnixNano() < at || !c.pinging.CompareAndSwap(false, true) {
+		return false
+	}
+	c.pingAt.Store(now.Add(every).UnixNano())
+	return true
+}
+
+// start arms a connection's own rules once its reader runs: its pings and its token's
+// expiry.
+func (c *conn) start() {
+	if !c.id.Expires.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(c.id.Expires), func() { c.close(closeTokenExpired, "token expired") })
+	}
+	if every := c.h.cfg.PingInterval; every > 0 {
+		c.pingAt.Store(time.Now().Add(every).UnixNano())
+	}
+}
+
+// stop ends what start armed.
+func (c *conn) stop() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
 // close stops the connection once: it drops the queue and sends a close frame with code and
 // reason (in the background: a peer that does not read must not hold up the caller).
 func (c *conn) close(code websocket.StatusCode, reason string) {
@@ -171,6 +210,7 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.h.wg.Add(1)
 	go func() {
 		defer c.h.wg.Done()
+		defer c.h.contain("connection close", nil)
 		if code == websocket.StatusAbnormalClosure {
 			_ = ws.CloseNow()
 			return
