@@ -39,6 +39,8 @@ type envOpt struct {
 	cfg    func(*Config)
 	engine []chat.Option
 	store  func(testing.TB) chat.Store
+	// setup runs on the Handler before it serves (test hooks).
+	setup func(*Handler)
 }
 
 // testAuth accepts tokens "client:<id>" and "operator:<id>".
@@ -72,6 +74,9 @@ func newEnv(t testing.TB, o envOpt) *env {
 		o.cfg(&cfg)
 	}
 	h := New(e, cfg)
+	if o.setup != nil {
+		o.setup(h)
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		h.Close()
