@@ -183,7 +183,7 @@ func (h *Handler) watch(now time.Time, stuck, due []*conn) ([]*conn, []*conn) {
 		switch {
 		case c.stuck(now, h.cfg.WriteTimeout):
 			stuck = append(stuck, c)
-		case h.cfg.PingInterval > 0 && c.pingDue(now, h.cfg.PingInterval):
+		case h.cfg.PingInterval > 0 && c.pingDue(now):
 			due = append(due, c)
 		}
 	}
@@ -204,7 +204,6 @@ func (h *Handler) watch(now time.Time, stuck, due []*conn) ([]*conn, []*conn) {
 // Config.PingTimeout. It runs only while it waits: an idle connection has no ping goroutine.
 func (h *Handler) ping(c *conn) {
 	defer h.wg.Done()
-	defer c.pinging.Store(false)
 	defer h.contain("ping", func() { c.close(closeInternal, "internal error") })
 	// The context only bounds the wait for the pong (and the ping's write): a connection
 	// that does not answer in time is closed anyway.
@@ -213,7 +212,9 @@ func (h *Handler) ping(c *conn) {
 	cancel()
 	if err != nil {
 		c.close(websocket.StatusAbnormalClosure, "") // a peer that does not answer would not read a close frame either
+		return
 	}
+	c.pinged(h.cfg.PingInterval)
 }
 
 // ServeHTTP routes a request to its endpoint.
