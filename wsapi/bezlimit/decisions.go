@@ -178,8 +178,8 @@ const (
 //
 // A chat the identity may not open gets exactly the answer of a chat that does not exist,
 // before the upgrade: HTTP 404 with the body of errNoChat, which names no uuid. A client's
-// check reads its membership only (one store lookup, for an existing chat or not); an
-// operator's reads the room for MayView. Nothing is created for a refused identity: its
+// check reads only its user and its membership, the same lookups whether the chat exists or
+// not; an operator's also reads the room, for MayView. Nothing is created for a refused identity: its
 // engine user is made (or brought up to date) only once it is let in.
 //
 // Rate limits (ours): each client frame that writes (send_message, mark_message_delivered,
@@ -192,20 +192,21 @@ const (
 // gets the error frame with code 429; nothing is stored. The server-to-server endpoints are
 // not limited: they carry the back end's Api-Token.
 //
-// Error codes (ours), in message_not_added, error frames and HTTP answers alike: 400 a body
-// that is not well-formed JSON text (invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth,
-// broken syntax: internal/httpx's ErrMalformed); 413 a body over Config.MaxBodyBytes; 415 a
-// server-to-server body declared as anything but JSON (a missing Content-Type is taken: back
-// ends' HTTP clients often send none, and the Api-Token header already rules out browser
-// forms); 422 a client frame that cannot be taken (malformed, wrong shape, or bytes that
-// cannot be stored as sent: invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth; a
-// send_message refused so gets message_not_added, the sender can see which text failed) and
-// JSON of the wrong shape; 429 a write over the rate limit; 503 "try again": the store is
-// unavailable (chat.ErrUnavailable), with Retry-After on HTTP, or the handler is shutting down.
+// Error codes (ours), HTTP statuses that are also error.code in message_not_added and error
+// frames (wireErr). HTTP: 400 a server-to-server body that is not well-formed JSON text
+// (invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth, broken syntax: internal/httpx's
+// ErrMalformed); 413 a body over Config.MaxBodyBytes; 415 a body declared as anything but
+// JSON (a missing Content-Type is taken: back ends' HTTP clients often send none, and the
+// Api-Token header already rules out browser forms); 422 JSON of the wrong shape. Socket: 422
+// a client frame that cannot be taken (malformed, wrong shape, or bytes that cannot be stored
+// as sent: invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth; a send_message refused for
+// its bytes gets message_not_added, so that the sender sees which text failed, everything else
+// the error frame). Both: 429 a write over the rate limit; 503 "try again": the store is
+// unavailable (chat.ErrUnavailable; with Retry-After on HTTP), or the handler is shutting down.
 //
 // Idle rule (ours): every WebSocket, /chat and /broadcast, is pinged (a WebSocket ping, which
 // browsers and client libraries answer by themselves) Config.PingInterval after it opened and
-// after each ping, and dropped when the pong has not come within Config.PingTimeout: a peer
+// after each pong, and dropped when the pong has not come within Config.PingTimeout: a peer
 // that went away without closing holds no socket for longer than about PingInterval +
 // PingTimeout. The Handler's one watchdog ticker decides which connections are due; a ping
 // runs on a goroutine of its own only while it waits for its pong, so an idle connection has
