@@ -128,7 +128,7 @@ func TestRefused(t *testing.T) {
 		{"no chat", chatQ("client:1", ""), nil, 422},
 		{"bad chat", chatQ("client:1", "not-a-uuid"), nil, 422},
 		{"unknown chat", chatQ("client:1", "00000000-0000-0000-0000-000000000001"), nil, 404},
-		{"another's chat", chatQ("client:1", other.UUID()), nil, 403},
+		{"another's chat", chatQ("client:1", other.UUID()), nil, 404}, // as if it did not exist
 		{"broadcast for a client", "/broadcast?token=client:1", nil, 403},
 		{"no Api-Token", "/online-users", nil, 401},
 		{"bad Api-Token", "/online-users", http.Header{"Api-Token": {"wrong"}}, 401},
@@ -162,7 +162,7 @@ func TestServerBadInput(t *testing.T) {
 		name, method, path, body string
 		want                     int
 	}{
-		{"not JSON", "POST", "/message", `{`, 422},
+		{"not JSON", "POST", "/message", `{`, 400}, // malformed: internal/httpx's ErrMalformed
 		{"array for object", "POST", "/message", `[]`, 422},
 		{"unknown type", "POST", "/message", `{"type":"shout","text":"x","chat":{"uuid":"` + u + `"}}`, 422},
 		{"system without role", "POST", "/message", `{"type":"system","text":"x","chat":{"uuid":"` + u + `"}}`, 422},

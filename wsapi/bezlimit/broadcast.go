@@ -87,6 +87,8 @@ func (b *broadcaster) send(f *frame, pick func(*conn) bool) {
 func (b *broadcaster) pump(ctx context.Context, feed *chat.Feed, p *pumpState) {
 	defer b.h.wg.Done()
 	defer feed.Close()
+	// A panic here closes every /broadcast connection; the next one starts a fresh pump.
+	defer b.h.contain("broadcast pump", func() { b.closeAll(ctx, closeInternal, "internal error; reconnect") })
 	for {
 		ev, err := feed.Next(ctx)
 		switch {
@@ -94,7 +96,7 @@ func (b *broadcaster) pump(ctx context.Context, feed *chat.Feed, p *pumpState) {
 			b.repairs.Add(1)
 			if err := p.repair(ctx); err != nil {
 				b.h.log.Warn("bezlimit: repairing the broadcast feed", "err", err)
-				b.closeAll()
+				b.closeAll(ctx, websocket.StatusTryAgainLater, "broadcast interrupted; reconnect")
 				return
 			}
 			continue
@@ -108,14 +110,18 @@ func (b *broadcaster) pump(ctx context.Context, feed *chat.Feed, p *pumpState) {
 	}
 }
 
-// closeAll closes every /broadcast connection: the pump cannot go on (the store failed
-// during a repair), and the operators reconnect to a fresh one.
-func (b *broadcaster) closeAll() {
+// closeAll closes every /broadcast connection: the pump whose context is ctx cannot go on
+// (the store failed during a repair, a panic), and the operators reconnect to a fresh one.
+func (b *broadcaster) closeAll(ctx context.Context, code websocket.StatusCode, reason string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for c := range b.conns {
-		c.close(websocket.StatusTryAgainLater, "broadcast interrupted; reconnect")
+	if ctx.Err() != nil {
+		return // this pump was stopped already; the connections may belong to a new one
 	}
+	for c := range b.conns {
+		c.close(code, reason)
+	}
+	b.cancel()
 	b.cancel = nil
 }
 

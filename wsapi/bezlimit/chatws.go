@@ -48,17 +48,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		}
 		resume = true
 	}
-	user, err := h.ensureUser(ctx, id.User)
-	if err != nil {
-		writeHTTPError(w, err)
-		return
-	}
-	room, err := h.e.Room(ctx, roomID)
-	if err != nil {
-		writeHTTPError(w, err)
-		return
-	}
-	member, err := h.admit(ctx, id.User, user, room)
+	room, user, member, err := h.admit(ctx, id, roomID)
 	if err != nil {
 		writeHTTPError(w, err)
 		return
@@ -98,15 +88,16 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		h.untrack(c)
 		h.releaseHub(hb)
 	}
-	if err := h.catchUp(c, hb, from); err != nil {
-		code, reason := websocket.StatusInternalError, "internal error"
-		switch {
-		case errors.Is(err, chat.ErrNotFound):
-			code, reason = closeChatGone, "chat deleted"
-		case errors.Is(err, chat.ErrClosed), h.ctx.Err() != nil:
-			code, reason = closeGone, "server shutting down"
+	// The catch-up runs here, after the hijack: a panic in it is no longer net/http's to
+	// recover, so it is contained like the reader's.
+	defer h.contain("chat catch-up", func() {
+		if !handed {
+			c.close(closeInternal, "internal error")
+			end()
 		}
-		c.close(code, reason)
+	})
+	if err := h.catchUp(c, hb, from); err != nil {
+		c.close(closeFor(h, err))
 		end()
 		return
 	}
@@ -117,33 +108,66 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// admit checks that an identity may open a chat, joining it where the chat names it. It
-// reports whether the user is a joined member (false: an operator watching).
-func (h *Handler) admit(ctx context.Context, u User, user chat.ID, room chat.Room) (bool, error) {
-	m, err := h.e.Member(ctx, room.ID, user)
-	if err == nil && m.State == chat.Joined {
-		return true, nil
-	}
-	if err != nil && !errors.Is(err, chat.ErrNotFound) {
-		return false, err
-	}
-	ci, err := h.chatInfo(ctx, room.ID)
-	if err != nil {
-		return false, err
-	}
-	role := engineRole(u.Role)
+// admit decides whether an identity may open a chat (the policy is in decisions.go) and
+// returns the chat, the identity's engine user and whether it is a joined member (false: an
+// operator watching). A chat it may not open is errNoChat, as one that does not exist is;
+// nothing is created or joined for it.
+func (h *Handler) admit(ctx context.Context, id Identity, roomID chat.ID) (chat.Room, chat.ID, bool, error) {
+	member := false
+	user, err := h.lookupUser(ctx, id.User.ID)
 	switch {
-	case role == chat.RoleClient && ci.owner == u.ID,
-		role == chat.RoleOperator && ci.operator == u.ID && h.mayView(u, room):
-		_, err := h.e.Join(ctx, room.ID, user, chat.JoinOptions{Role: role})
-		if errors.Is(err, chat.ErrConflict) { // joined concurrently
-			err = nil
+	case errors.Is(err, chat.ErrNotFound): // never seen: a member of nothing
+	case err != nil:
+		return chat.Room{}, chat.ID{}, false, err
+	default:
+		m, err := h.e.Member(ctx, roomID, user)
+		switch {
+		case errors.Is(err, chat.ErrNotFound):
+		case err != nil:
+			return chat.Room{}, chat.ID{}, false, err
+		case m.State == chat.Joined:
+			member = true
+		case m.State == chat.Invited: // an invitation is a placement: accepting it is connecting
+			_, err := h.e.Join(ctx, roomID, user, chat.JoinOptions{Role: engineRole(id.User.Role)})
+			switch {
+			case err == nil, errors.Is(err, chat.ErrConflict): // joined concurrently
+				member = true
+			case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrEnded):
+			default:
+				return chat.Room{}, chat.ID{}, false, err
+			}
 		}
-		return err == nil, err
-	case role == chat.RoleOperator && h.mayView(u, room):
-		return false, nil // watches; posts are refused until joined
 	}
-	return false, fmt.Errorf("bezlimit: user %d is not in chat %s: %w", u.ID, room.ID.UUID(), chat.ErrForbidden)
+	if !member && engineRole(id.User.Role) != chat.RoleOperator {
+		return chat.Room{}, chat.ID{}, false, errNoChat
+	}
+	room, err := h.e.Room(ctx, roomID)
+	switch {
+	case errors.Is(err, chat.ErrNotFound):
+		return chat.Room{}, chat.ID{}, false, errNoChat
+	case err != nil:
+		return chat.Room{}, chat.ID{}, false, err
+	case !member && !h.mayView(id.User, room):
+		return chat.Room{}, chat.ID{}, false, errNoChat
+	}
+	// Let in: the engine user is made, or its wire fields brought up to date, only now.
+	if user, err = h.ensureUser(ctx, id.User); err != nil {
+		return chat.Room{}, chat.ID{}, false, err
+	}
+	return room, user, member, nil
+}
+
+// closeFor is the close code and reason for a connection whose chat can no longer be served.
+func closeFor(h *Handler, err error) (websocket.StatusCode, string) {
+	switch {
+	case errors.Is(err, chat.ErrNotFound):
+		return closeChatGone, "chat deleted"
+	case errors.Is(err, chat.ErrClosed), h.ctx.Err() != nil:
+		return closeGone, "server shutting down"
+	case errors.Is(err, chat.ErrUnavailable):
+		return closeTryAgain, "store unavailable; reconnect later with after=<last position received>"
+	}
+	return closeInternal, "internal error; reconnect with after=<last position received>"
 }
 
 // catchUp writes what the connection missed since position from, straight from the store,
@@ -181,17 +205,23 @@ func (h *Handler) catchUp(c *conn, hb *hub, from uint64) error {
 // goRead runs a connection's reader on a goroutine of its own, with end after it, and
 // lets the HTTP handler return: the upgrade's request, and the handler goroutine's stack
 // grown while setting up, are then freed. The handler's enter token passes to the reader.
+// The connection's pings and token expiry start with it.
 func (h *Handler) goRead(c *conn, handle func(context.Context, clientEvent), end func()) {
+	c.start()
 	go func() {
 		defer h.leave()
+		defer h.contain("connection end", nil)
 		defer end()
+		defer c.stop()
+		defer h.contain("connection reader", func() { c.close(closeInternal, "internal error") })
 		h.readLoop(c, handle)
 	}()
 }
 
 // readLoop is a connection's one reader: it reads frames until the connection ends and
-// hands each decoded event to handle; a frame that does not decode gets an error frame and
-// the connection goes on.
+// hands each decoded event to handle; a frame that does not decode gets an error frame (or
+// message_not_added) and the connection goes on. Reading also answers the peer's pongs to
+// the Handler's pings.
 func (h *Handler) readLoop(c *conn, handle func(context.Context, clientEvent)) {
 	// Read ends when the connection closes (Handler.Close closes it with a handshake; a
 	// cancelled context would drop it without one). Engine calls run under h.ctx.
@@ -201,16 +231,22 @@ func (h *Handler) readLoop(c *conn, handle func(context.Context, clientEvent)) {
 		if err != nil {
 			return
 		}
+		if hook := h.testHookRead; hook != nil {
+			hook(c)
+		}
 		if typ != websocket.MessageText {
 			c.sendError("", fmt.Errorf("bezlimit: binary frames are not supported: %w", errBadFrame))
 			continue
 		}
 		ev, err := decodeClientFrame(b)
-		if err != nil {
-			c.sendError("", err)
-			continue
+		switch {
+		case err != nil && ev.Send != nil:
+			c.notAdded(ev.Send, err)
+		case err != nil:
+			c.sendError(ev.Type, err)
+		default:
+			handle(ctx, ev)
 		}
-		handle(ctx, ev)
 	}
 }
 
@@ -222,41 +258,56 @@ func (c *conn) sendError(event string, err error) {
 	}{event, wireErr(err)}, 0)})
 }
 
-// handleChatEvent performs one client event of a /chat connection.
+// notAdded queues message_not_added for a refused send_message.
+func (c *conn) notAdded(m *sendMessage, err error) {
+	att := m.Attachments
+	if att == nil {
+		att = []string{}
+	}
+	c.enqueue(&frame{data: encodeFrame(evMessageNotAdded, struct {
+		Error       wireError `json:"error"`
+		Text        string    `json:"text"`
+		Attachments []string  `json:"attachments"`
+	}{wireErr(err), m.Text, att}, 0)})
+}
+
+// handleChatEvent performs one client event of a /chat connection. Each costs a write token
+// of the identity first (see decisions.go).
 func (h *Handler) handleChatEvent(ctx context.Context, c *conn, ev clientEvent) {
+	limited := h.allowWrite(c)
 	switch ev.Type {
 	case evSendMessage:
 		m := ev.Send
+		if limited != nil {
+			c.notAdded(m, limited)
+			return
+		}
 		msg := chat.NewMessage{Text: m.Text}
 		if len(m.Attachments) > 0 {
 			msg.Body = encodeBody(messageBody{Type: typeStandard, TypeRole: c.id.User.Role, Attachments: m.Attachments})
 		}
 		if _, err := h.e.Send(ctx, c.room, c.user, msg); err != nil {
-			att := m.Attachments
-			if att == nil {
-				att = []string{}
-			}
-			c.enqueue(&frame{data: encodeFrame(evMessageNotAdded, struct {
-				Error       wireError `json:"error"`
-				Text        string    `json:"text"`
-				Attachments []string  `json:"attachments"`
-			}{wireErr(err), m.Text, att}, 0)})
+			c.notAdded(m, err)
 		}
 	case evMarkDelivered, evMarkRead:
-		var err error
-		if ev.Type == evMarkRead {
+		err := limited
+		switch {
+		case err != nil:
+		case ev.Type == evMarkRead:
 			_, err = h.e.MarkRead(ctx, c.room, c.user, ev.Mark.MessageID)
-		} else {
+		default:
 			_, err = h.e.MarkDelivered(ctx, c.room, c.user, ev.Mark.MessageID)
 		}
 		if err != nil {
 			c.sendError(ev.Type, err)
 		}
 	case evUpdateTyping:
-		var err error
-		if ev.Typing.Stopped {
+		err := limited
+		switch {
+		case err != nil:
+		case ev.Typing.Stopped:
 			_, err = h.e.StopTyping(ctx, c.room, c.user)
-		} else {
+		default:
 			_, err = h.e.StartTyping(ctx, c.room, c.user, ev.Typing.Text)
 		}
 		if err != nil {

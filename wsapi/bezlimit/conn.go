@@ -26,26 +26,33 @@ type frame struct {
 // conn is one WebSocket connection. Its handler goroutine is the connection's only reader;
 // frames for it go through a bounded queue to a writer goroutine that runs while the queue
 // is not empty (an idle connection has no writer goroutine and no queue memory).
+//
+// Its fields are ordered to keep it within the 288-byte size class: an idle connection's
+// memory is counted against a budget (BenchmarkIdleConnMemory).
 type conn struct {
 	h    *Handler
 	ws   *websocket.Conn
 	id   Identity
-	user chat.ID   // engine user
-	role chat.Role // engine role of the identity
-	room chat.ID   // /chat: the chat
-	// member: /chat: the user was a joined member when it connected (watchers have no
-	// presence).
-	member bool
+	user chat.ID // engine user
+	room chat.ID // /chat: the chat
 
 	next uint64 // /chat: the next position the connection expects; guarded by its hub's mu
 
 	// writing is when the write under way began (UnixNano), 0 when none is: the Handler's
 	// watchdog closes a connection whose write outlasts Config.WriteTimeout.
 	writingSince atomic.Int64
+	// pingAt is when the next ping is due (UnixNano): 0 until the connection's reader runs,
+	// pinging while a ping waits for its pong.
+	pingAt atomic.Int64
+	// expiry closes the connection when its Identity expires; nil for tokens without Expires.
+	expiry *time.Timer
 
-	mu      sync.Mutex
-	q       []*frame
-	head    int
+	mu   sync.Mutex
+	q    []*frame
+	head int
+	// member: /chat: the user was a joined member when it connected (watchers have no
+	// presence).
+	member  bool
 	writing bool
 	closed  bool
 	writer  sync.WaitGroup
@@ -53,12 +60,12 @@ type conn struct {
 }
 
 func newConn(h *Handler, ws *websocket.Conn, id Identity, user chat.ID) *conn {
-	return &conn{h: h, ws: ws, id: id, user: user, role: engineRole(id.User.Role), stopped: make(chan struct{})}
+	return &conn{h: h, ws: ws, id: id, user: user, stopped: make(chan struct{})}
 }
 
 // wants reports whether a frame is for this connection.
 func (c *conn) wants(f *frame) bool {
-	if f.vis != "" && f.vis != c.role {
+	if f.vis != "" && f.vis != engineRole(c.id.User.Role) {
 		return false
 	}
 	if f.skip != (chat.ID{}) && f.skip == c.user {
@@ -113,6 +120,7 @@ func (c *conn) attach(ws *websocket.Conn) {
 
 func (c *conn) writeLoop() {
 	defer c.writer.Done()
+	defer c.h.contain("connection writer", func() { c.close(closeInternal, "internal error") })
 	for {
 		c.mu.Lock()
 		if c.closed || c.head == len(c.q) {
@@ -129,6 +137,9 @@ func (c *conn) writeLoop() {
 			c.q, c.head = c.q[:n], 0
 		}
 		c.mu.Unlock()
+		if hook := c.h.testHookWrite; hook != nil {
+			hook(c)
+		}
 		if err := c.write(f.data); err != nil {
 			c.close(websocket.StatusAbnormalClosure, "")
 			return
@@ -152,6 +163,37 @@ func (c *conn) stuck(now time.Time, d time.Duration) bool {
 	return since != 0 && now.UnixNano()-since > int64(d)
 }
 
+// pinging is pingAt while a ping waits for its pong.
+const pinging = -1
+
+// pingDue reports whether a ping of the connection is due at now, and if so marks it as
+// under way.
+func (c *conn) pingDue(now time.Time) bool {
+	at := c.pingAt.Load()
+	return at > 0 && now.UnixNano() >= at && c.pingAt.CompareAndSwap(at, pinging)
+}
+
+// pinged schedules the next ping, every after the last one ended.
+func (c *conn) pinged(every time.Duration) { c.pingAt.Store(time.Now().Add(every).UnixNano()) }
+
+// start arms a connection's own rules once its reader runs: its pings and its token's
+// expiry.
+func (c *conn) start() {
+	if !c.id.Expires.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(c.id.Expires), func() { c.close(closeTokenExpired, "token expired") })
+	}
+	if every := c.h.cfg.PingInterval; every > 0 {
+		c.pinged(every)
+	}
+}
+
+// stop ends what start armed.
+func (c *conn) stop() {
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
 // close stops the connection once: it drops the queue and sends a close frame with code and
 // reason (in the background: a peer that does not read must not hold up the caller).
 func (c *conn) close(code websocket.StatusCode, reason string) {
@@ -171,6 +213,7 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.h.wg.Add(1)
 	go func() {
 		defer c.h.wg.Done()
+		defer c.h.contain("connection close", nil)
 		if code == websocket.StatusAbnormalClosure {
 			_ = ws.CloseNow()
 			return

@@ -52,6 +52,9 @@ const (
 	defaultSendQueue    = 256                      // frames queued per connection before it is "too slow"
 	defaultWriteTimeout = 10 * time.Second         // one frame's write
 	defaultMaxBody      = 256 << 10                // server-to-server request body, bytes
+	defaultPingInterval = 30 * time.Second         // between two server pings of a WebSocket
+	defaultPingTimeout  = 15 * time.Second         // a ping's wait for its pong
+	retryAfter          = 5 * time.Second          // Retry-After of 503 answers: the store is down
 	maxAttachments      = 32                       // attachments per message
 	catchUpBatch        = 256                      // events read from the store per resume step
 	receiptSpan         = 1000                     // positions a single receipt may update, the newest
@@ -70,6 +73,17 @@ const (
 	closeGone = websocket.StatusGoingAway
 	// closeChatGone is sent when the chat (room) is deleted. 4404: the application range.
 	closeChatGone = websocket.StatusCode(4404)
+	// closeTokenExpired is sent when the Identity's Expires passes (the Bezlimit document
+	// names no close codes): 4401, the application range's mirror of HTTP 401, like 4404.
+	// The client gets a fresh token and reconnects with after=<last position received>.
+	closeTokenExpired = websocket.StatusCode(4401)
+	// closeInternal is sent when a panic was recovered in the connection's goroutine or in its
+	// chat's hub; the client may reconnect with after=<last position received>.
+	closeInternal = websocket.StatusInternalError
+	// closeTryAgain is sent when the store cannot serve the connection (chat.ErrUnavailable).
+	closeTryAgain = websocket.StatusTryAgainLater
+	// A connection that does not answer a ping within Config.PingTimeout is dropped without a
+	// close frame: a peer that does not read pongs back would not read that either.
 )
 
 // Wire names of the Bezlimit user roles and their engine roles (cross-surface rule:
@@ -145,13 +159,66 @@ const (
 	framePosField  = "position"               // top-level field on frames from the transcript
 )
 
-// Access (ours):
-//   - a client may open /chat for a chat it is a joined member of, or whose owner_user (as
-//     pushed to /update/chat) it is (it is then joined as chat.RoleClient);
-//   - an operator may open /chat for any chat Config.MayView allows; it is joined as
-//     chat.RoleOperator if it is the chat's operator_user, else it watches and its posts are
-//     refused with message_not_added 403 until it is joined;
+// Access (ours). Opening a chat is a policy, never a side effect of knowing its uuid:
+//   - a client may open /chat only for a chat it is a joined member of: the server-to-server
+//     API put it there (/update/chat joins owner_user, /message joins its author), or another
+//     surface or the embedding program did. Connecting joins nobody, with one exception: a
+//     member the engine holds as Invited (an explicit invitation) is joined on connect, as
+//     chat.RoleClient or chat.RoleOperator after its identity. An owner who has left is let
+//     in again only when /update/chat names it again;
+//   - an operator may open /chat for a chat it is a joined member of (as a client may), and
+//     watch any chat Config.MayView allows: a watcher is not joined, gets no presence, and its
+//     posts, receipts and typing are refused with 403 until the server-to-server API joins it;
 //   - /broadcast is for operators only and carries the chats Config.MayView allows.
+//
+// Config.MayView nil lets every operator see every chat: Bezlimit's own model, one support
+// team per installation. It is safe when Config.Authenticate gives the operator role only to
+// staff allowed to see every chat; an installation shared by several teams or customers sets
+// MayView.
+//
+// A chat the identity may not open gets exactly the answer of a chat that does not exist,
+// before the upgrade: HTTP 404 with the body of errNoChat, which names no uuid. A client's
+// check reads only its user and its membership, the same lookups whether the chat exists or
+// not; an operator's also reads the room, for MayView. Nothing is created for a refused identity: its
+// engine user is made (or brought up to date) only once it is let in.
+//
+// Rate limits (ours): each client frame that writes (send_message, mark_message_delivered,
+// mark_message_read, update_typing) costs one limit.Write token of Config.Limiter, keyed by
+// the identity (limitKey: "bezlimit:<user id>"), not by address: the identity is what the
+// embedding program authenticated, and many visitors (mobile carriers' NAT) or a whole
+// office of operators share one address. A program that hands out tokens to anonymous
+// visitors freely caps them by address where it issues them and with limit.Listener. A
+// refused send_message gets message_not_added with error.code 429; another refused frame
+// gets the error frame with code 429; nothing is stored. The server-to-server endpoints are
+// not limited: they carry the back end's Api-Token.
+//
+// Error codes (ours), HTTP statuses that are also error.code in message_not_added and error
+// frames (wireErr). HTTP: 400 a server-to-server body that is not well-formed JSON text
+// (invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth, broken syntax: internal/httpx's
+// ErrMalformed); 413 a body over Config.MaxBodyBytes; 415 a body declared as anything but
+// JSON (a missing Content-Type is taken: back ends' HTTP clients often send none, and the
+// Api-Token header already rules out browser forms); 422 JSON of the wrong shape. Socket: 422
+// a client frame that cannot be taken (malformed, wrong shape, or bytes that cannot be stored
+// as sent: invalid UTF-8, a NUL, nesting past chat.MaxJSONDepth; a send_message refused for
+// its bytes gets message_not_added, so that the sender sees which text failed, everything else
+// the error frame). Both: 429 a write over the rate limit; 503 "try again": the store is
+// unavailable (chat.ErrUnavailable; with Retry-After on HTTP), or the handler is shutting down.
+//
+// Idle rule (ours): every WebSocket, /chat and /broadcast, is pinged (a WebSocket ping, which
+// browsers and client libraries answer by themselves) Config.PingInterval after it opened and
+// after each pong, and dropped when the pong has not come within Config.PingTimeout: a peer
+// that went away without closing holds no socket for longer than about PingInterval +
+// PingTimeout. The Handler's one watchdog ticker decides which connections are due; a ping
+// runs on a goroutine of its own only while it waits for its pong, so an idle connection has
+// no goroutine but its reader. Tokens: an Identity with Expires set is closed with
+// closeTokenExpired when it passes (one runtime timer, no goroutine); one that has already
+// expired is refused at the upgrade with 401.
+//
+// Panics outside the HTTP handlers (a connection's reader and writer, pings, a chat's hub,
+// the /broadcast pump, the watchdog) are recovered and logged with their stack: a
+// connection's closes that connection, a hub's closes the hub's connections, the pump's
+// closes every /broadcast connection, all with closeInternal; they may reconnect (and /chat
+// resume by position). Everything else goes on serving.
 //
 // /update/chat creates a chat (room) when the body has no uuid and answers its uuid; an
 // unknown uuid is 404 (chat uuids are engine room IDs). It joins owner_user (client) and

@@ -42,5 +42,14 @@
 // closes the connection with 1009; malformed JSON and unknown event types get an error
 // frame and the connection goes on.
 //
+// Exposed to the internet as it is: opening a chat is a policy (a client opens only the
+// chats the server-to-server API put it in, an operator those Config.MayView allows, and a
+// chat one may not open answers exactly as one that does not exist); every socket is pinged
+// and dropped when it stops answering (Config.PingInterval, Config.PingTimeout); a socket
+// whose token expires (Identity.Expires) is closed with 4401; writing client frames are rate
+// limited per identity (Config.Limiter); bodies and frames that cannot be stored as sent are
+// refused; a store that cannot take writes is "try again" (503); and a panic in a
+// connection's or a chat's goroutine closes only what it belonged to.
+//
 // Every decision the public document leaves open is in decisions.go.
 package bezlimit

@@ -10,11 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
+	"github.com/parley-chat/chat/limit"
 )
 
 // Config configures a Handler. The zero Config refuses every client (no Authenticate) and
@@ -30,8 +33,10 @@ type Config struct {
 	// browser origins allowed besides the request's own host; widgets run on customers'
 	// sites. Passed to websocket.AcceptOptions.OriginPatterns.
 	OriginPatterns []string
-	// MayView reports whether an operator may see a chat on /broadcast and open it on /chat.
-	// Nil: operators see every chat.
+	// MayView reports whether an operator may see a chat on /broadcast and watch it on /chat
+	// without being its member. Nil: operators see every chat, which is safe when
+	// Authenticate gives the operator role only to staff allowed to see every chat (see
+	// decisions.go).
 	MayView func(operator User, room chat.Room) bool
 	// ReadLimit is the largest client frame in bytes (default 64 KiB). A larger frame
 	// closes the connection with 1009 (message too big).
@@ -44,6 +49,15 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxBodyBytes bounds server-to-server request bodies (default 256 KiB).
 	MaxBodyBytes int64
+	// PingInterval is how often the server pings each WebSocket (default 30s; negative: no
+	// pings). A connection whose pong has not come within PingTimeout is dropped: the idle
+	// rule that frees the sockets of peers that went away without closing.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping waits for its pong (default 15s).
+	PingTimeout time.Duration
+	// Limiter limits each identity's writing client frames (see decisions.go). Nil:
+	// limit.New(limit.DefaultRates), made by New; limit.New(limit.Rates{}) limits nothing.
+	Limiter *limit.Limiter
 	// Logger receives the handler's warnings (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -72,6 +86,16 @@ type Handler struct {
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
 	closed  bool
+
+	limiter    *limit.Limiter
+	ownLimiter bool         // made by New: the watchdog sweeps it
+	panics     atomic.Int64 // panics recovered, for tests
+
+	// Test hooks, nil outside tests: run by a connection's reader for each frame it reads, by
+	// a connection's writer before each write, and by a hub before it translates an event.
+	testHookRead  func(*conn)
+	testHookWrite func(*conn)
+	testHookHub   func(*chat.Event)
 }
 
 type userEntry struct {
@@ -102,8 +126,17 @@ func New(engine *chat.Engine, cfg Config) *Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = defaultPingInterval
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = defaultPingTimeout
+	}
 	h := &Handler{e: engine, cfg: cfg, log: cfg.Logger, hubs: make(map[chat.ID]*hub),
-		conns: make(map[*conn]struct{})}
+		conns: make(map[*conn]struct{}), limiter: cfg.Limiter}
+	if h.limiter == nil {
+		h.limiter, h.ownLimiter = limit.New(limit.DefaultRates), true
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -114,33 +147,74 @@ func New(engine *chat.Engine, cfg Config) *Handler {
 	return h
 }
 
-// watchdog closes the connections whose current write has taken longer than
-// Config.WriteTimeout (a peer that stopped reading with its TCP window full). It checks
-// four times per WriteTimeout, at most once every 10 ms.
+// watchdog is the Handler's one ticker. It closes the connections whose current write has
+// taken longer than Config.WriteTimeout (a peer that stopped reading with its TCP window
+// full), starts the pings that are due, and now and then sweeps the Limiter New made. It
+// looks four times per WriteTimeout and per PingInterval, at most once every 10 ms.
 func (h *Handler) watchdog() {
 	defer h.wg.Done()
-	t := time.NewTicker(max(h.cfg.WriteTimeout/4, 10*time.Millisecond))
+	every := h.cfg.WriteTimeout
+	if h.cfg.PingInterval > 0 {
+		every = min(every, h.cfg.PingInterval)
+	}
+	t := time.NewTicker(max(every/4, 10*time.Millisecond))
 	defer t.Stop()
-	var stuck []*conn
+	swept := time.Now()
+	var stuck, due []*conn
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
 		case now := <-t.C:
-			h.connsMu.Lock()
-			for c := range h.conns {
-				if c.stuck(now, h.cfg.WriteTimeout) {
-					stuck = append(stuck, c)
-				}
+			stuck, due = h.watch(now, stuck[:0], due[:0])
+			if h.ownLimiter && now.Sub(swept) > time.Minute {
+				h.limiter.Sweep()
+				swept = now
 			}
-			h.connsMu.Unlock()
-			for _, c := range stuck {
-				c.close(websocket.StatusAbnormalClosure, "") // ends the write; no close frame can get through
-			}
-			clear(stuck)
-			stuck = stuck[:0]
 		}
 	}
+}
+
+// watch is one look of the watchdog; a panic in it is logged and the next tick goes on.
+func (h *Handler) watch(now time.Time, stuck, due []*conn) ([]*conn, []*conn) {
+	defer h.contain("watchdog", nil)
+	h.connsMu.Lock()
+	for c := range h.conns {
+		switch {
+		case c.stuck(now, h.cfg.WriteTimeout):
+			stuck = append(stuck, c)
+		case h.cfg.PingInterval > 0 && c.pingDue(now):
+			due = append(due, c)
+		}
+	}
+	h.connsMu.Unlock()
+	for _, c := range stuck {
+		c.close(websocket.StatusAbnormalClosure, "") // ends the write; no close frame can get through
+	}
+	for _, c := range due {
+		h.wg.Add(1) // the watchdog holds a count: Close cannot be past its Wait
+		go h.ping(c)
+	}
+	clear(stuck)
+	clear(due)
+	return stuck, due
+}
+
+// ping pings a connection and drops it when the pong does not come within
+// Config.PingTimeout. It runs only while it waits: an idle connection has no ping goroutine.
+func (h *Handler) ping(c *conn) {
+	defer h.wg.Done()
+	defer h.contain("ping", func() { c.close(closeInternal, "internal error") })
+	// The context only bounds the wait for the pong (and the ping's write): a connection
+	// that does not answer in time is closed anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		c.close(websocket.StatusAbnormalClosure, "") // a peer that does not answer would not read a close frame either
+		return
+	}
+	c.pinged(h.cfg.PingInterval)
 }
 
 // ServeHTTP routes a request to its endpoint.
@@ -208,10 +282,8 @@ func (h *Handler) untrack(c *conn) {
 // authenticate resolves the client token of an upgrade request.
 func (h *Handler) authenticate(r *http.Request) (Identity, error) {
 	token := r.URL.Query().Get(paramToken)
-	if a := r.Header.Get("Authorization"); a != "" {
-		if t, ok := strings.CutPrefix(a, "Bearer "); ok {
-			token = strings.TrimSpace(t)
-		}
+	if t, ok := httpx.Bearer(r.Header.Get("Authorization")); ok {
+		token = t
 	}
 	if token == "" || h.cfg.Authenticate == nil {
 		return Identity{}, fmt.Errorf("bezlimit: no client token: %w", errUnauthorized)
@@ -223,10 +295,37 @@ func (h *Handler) authenticate(r *http.Request) (Identity, error) {
 	if id.User.ID == 0 {
 		return Identity{}, fmt.Errorf("bezlimit: identity without a user id: %w", errUnauthorized)
 	}
+	if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+		return Identity{}, fmt.Errorf("bezlimit: client token expired: %w", errUnauthorized)
+	}
 	if id.User.Role == "" {
 		id.User.Role = wireRoleClient
 	}
 	return id, nil
+}
+
+// allowWrite takes a write token of the connection's identity (see decisions.go).
+func (h *Handler) allowWrite(c *conn) error {
+	if h.limiter.Allow(limitKey(c.id.User.ID), limit.Write) {
+		return nil
+	}
+	return fmt.Errorf("bezlimit: %w", errRateLimited)
+}
+
+// limitKey names an identity in the Limiter.
+func limitKey(id int64) string { return userNamePrefix + strconv.FormatInt(id, 10) }
+
+// lookupUser returns the engine user of a Bezlimit user without creating it: zero and
+// chat.ErrNotFound for a user this package never made.
+func (h *Handler) lookupUser(ctx context.Context, id int64) (chat.ID, error) {
+	if v, ok := h.users.Load(id); ok {
+		return v.(userEntry).id, nil
+	}
+	eu, err := h.e.UserByName(ctx, userNamePrefix+strconv.FormatInt(id, 10))
+	if err != nil {
+		return chat.ID{}, err
+	}
+	return eu.ID, nil
 }
 
 // ensureUser returns the engine user of a Bezlimit user, creating it (unique name

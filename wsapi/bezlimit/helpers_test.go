@@ -39,6 +39,10 @@ type envOpt struct {
 	cfg    func(*Config)
 	engine []chat.Option
 	store  func(testing.TB) chat.Store
+	// setup runs on the Handler before it serves (test hooks).
+	setup func(*Handler)
+	// noLeakCheck: fuzzing, whose engine starts goroutines of its own (os/signal) meanwhile.
+	noLeakCheck bool
 }
 
 // testAuth accepts tokens "client:<id>" and "operator:<id>".
@@ -57,7 +61,9 @@ func testAuth(_ context.Context, token string) (Identity, error) {
 
 func newEnv(t testing.TB, o envOpt) *env {
 	t.Helper()
-	leakCheck(t)
+	if !o.noLeakCheck {
+		leakCheck(t)
+	}
 	open := o.store
 	if open == nil {
 		open = storeFactories[0].Open
@@ -72,6 +78,9 @@ func newEnv(t testing.TB, o envOpt) *env {
 		o.cfg(&cfg)
 	}
 	h := New(e, cfg)
+	if o.setup != nil {
+		o.setup(h)
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		h.Close()

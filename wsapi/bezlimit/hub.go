@@ -73,6 +73,9 @@ func (h *Handler) releaseHub(hb *hub) {
 
 func (hb *hub) run(ctx context.Context) {
 	defer hb.h.wg.Done()
+	// A panic here ends the hub as a failed follower does: its connections are closed and
+	// may resume by position, on a fresh hub.
+	defer hb.h.contain("chat hub", func() { hb.fail(errHubPanic) })
 	tr := newTranslator(hb.h, hb.room)
 	for {
 		ev, err := hb.f.Next(ctx)
@@ -82,23 +85,33 @@ func (hb *hub) run(ctx context.Context) {
 			}
 			return
 		}
+		if hook := hb.h.testHookHub; hook != nil {
+			hook(&ev)
+		}
 		frames := tr.translate(ctx, &ev)
 		hb.dispatch(ev.Pos, frames)
 	}
 }
 
-// fail ends every connection of a hub whose follower failed (room deleted, engine closed)
-// and takes the hub out of the map so that a later connection starts afresh.
+// errHubPanic is the error of a hub that recovered from a panic.
+var errHubPanic = errors.New("bezlimit: the chat's hub failed")
+
+// fail ends every connection of a hub whose follower failed (room deleted, engine closed,
+// store unavailable, a panic) and takes the hub out of the map so that a later connection
+// starts afresh.
 func (hb *hub) fail(err error) {
 	hb.h.hubsMu.Lock()
 	if hb.h.hubs[hb.room] == hb {
 		delete(hb.h.hubs, hb.room)
 	}
 	hb.h.hubsMu.Unlock()
-	code, reason := closeGone, "engine closed"
-	if errors.Is(err, chat.ErrNotFound) {
-		code, reason = closeChatGone, "chat deleted"
+	code, reason := closeFor(hb.h, err)
+	switch {
+	case errors.Is(err, chat.ErrNotFound):
 		hb.h.chats.Delete(hb.room)
+	case errors.Is(err, errHubPanic), errors.Is(err, chat.ErrUnavailable):
+	default:
+		code, reason = closeGone, "engine closed"
 	}
 	hb.lock()
 	hb.err = err

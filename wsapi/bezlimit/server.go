@@ -4,25 +4,22 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/parley-chat/chat"
+	"github.com/parley-chat/chat/internal/httpx"
 )
 
 // serveServer authenticates a server-to-server call by its Api-Token header and runs it.
+// A body must be declared as JSON (or not declared) and be well-formed JSON text (valid
+// UTF-8, no NUL, nesting within chat.MaxJSONDepth) before any endpoint reads it.
 func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
-	// Compare digests, so that not even the token's length shows in the timing.
-	got, want := sha256.Sum256([]byte(r.Header.Get(apiTokenHeader))), sha256.Sum256([]byte(h.cfg.APIToken))
-	if h.cfg.APIToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+	if !httpx.Equal(r.Header.Get(apiTokenHeader), h.cfg.APIToken) {
 		writeHTTPError(w, fmt.Errorf("bezlimit: missing or bad %s: %w", apiTokenHeader, errUnauthorized))
 		return
 	}
@@ -45,18 +42,13 @@ func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, errMethod)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		writeHTTPError(w, fmt.Errorf("bezlimit: body over %d bytes: %w", h.cfg.MaxBodyBytes, errTooLarge))
-		return
+	body, err := httpx.ReadBody(w, r, h.cfg.MaxBodyBytes, httpx.JSON, true)
+	if err == nil {
+		var doc json.RawMessage
+		err = httpx.DecodeJSON(body, &doc)
 	}
 	if err != nil {
-		writeHTTPError(w, fmt.Errorf("bezlimit: reading the body: %v: %w", err, chat.ErrInvalid))
-		return
-	}
-	if !utf8.Valid(body) || !json.Valid(body) {
-		writeHTTPError(w, fmt.Errorf("bezlimit: body is not JSON: %w", chat.ErrInvalid))
+		writeHTTPError(w, err)
 		return
 	}
 	ctx := r.Context()

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
+	"time"
+
+	"github.com/parley-chat/chat"
 )
 
 // Client event types on /chat (fact).
@@ -53,6 +55,9 @@ type Identity struct {
 	User User
 	// Sources is reported as is by /online-users for the operator's broadcast sessions.
 	Sources json.RawMessage
+	// Expires is when the token stops being valid; zero: never. A token already expired is
+	// refused with 401; a socket open when it passes is closed with 4401 "token expired".
+	Expires time.Time
 }
 
 // wireChat is a chat on the wire: the object pushed to /update/chat, with its uuid.
@@ -116,16 +121,18 @@ func badFrame(format string, args ...any) error {
 }
 
 // decodeClientFrame parses one client text frame: {"type": "<event>", "data": {...}}. It
-// rejects malformed JSON, a missing or unknown type, data that is not an object of the
-// event's shape, a message_id that is not a positive integer and
-// attachments that are not UUIDs (at most maxAttachments).
+// rejects what cannot be stored as sent (invalid UTF-8, a NUL, nesting deeper than
+// chat.MaxJSONDepth), malformed JSON, a missing or unknown type, data that is not an object
+// of the event's shape, a message_id that is not a positive integer and attachments that are
+// not UUIDs (at most maxAttachments). A send_message refused for its bytes still comes back
+// with its Type and Send (decoded leniently, for message_not_added to echo), with the error.
 func decodeClientFrame(b []byte) (clientEvent, error) {
 	var raw struct {
 		Type *string         `json:"type"`
 		Data json.RawMessage `json:"data"`
 	}
-	if !utf8.Valid(b) {
-		return clientEvent{}, badFrame("not UTF-8")
+	if err := chat.CheckJSON("frame", b); err != nil {
+		return refusedFrame(b), badFrame("%v", err)
 	}
 	if err := strictUnmarshal(b, &raw); err != nil {
 		return clientEvent{}, badFrame("%v", err)
@@ -175,6 +182,29 @@ func decodeClientFrame(b []byte) (clientEvent, error) {
 		return clientEvent{}, badFrame("unknown event type %q", ev.Type)
 	}
 	return ev, nil
+}
+
+// refusedFrame decodes what it can of a frame refused for its bytes: the event type, and
+// for send_message its text and attachments (Go's decoder turns invalid UTF-8 into U+FFFD).
+func refusedFrame(b []byte) clientEvent {
+	var raw struct {
+		Type string      `json:"type"`
+		Data sendMessage `json:"data"`
+	}
+	if json.Unmarshal(b, &raw) != nil {
+		var typ struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(b, &typ) != nil {
+			return clientEvent{}
+		}
+		return clientEvent{Type: typ.Type}
+	}
+	ev := clientEvent{Type: raw.Type}
+	if ev.Type == evSendMessage {
+		ev.Send = &raw.Data
+	}
+	return ev
 }
 
 // strictUnmarshal decodes exactly one JSON value and nothing after it. Unknown fields are

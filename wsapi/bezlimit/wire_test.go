@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/parley-chat/chat"
 )
 
 func TestDecodeClientFrame(t *testing.T) {
@@ -64,6 +66,8 @@ func FuzzDecodeClientFrame(f *testing.F) {
 		`{"type":"update_typing","data":{"text":"dr","stopped":false}}`,
 		`{"type":"send_message","data":{}}{}`,
 		`{"type":"x","data":{}}`, `[]`, `{`, `"`, `{"type":"mark_message_read","data":{"message_id":1e3}}`,
+		"{\"type\":\"send_message\",\"data\":{\"text\":\"\xff\"}}", `{"type":"send_message","data":{"text":"\u0000"}}`,
+		`{"type":"update_typing","data":{"text":"\u0000"}}`, `{"type":"send_message","data":{"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -73,7 +77,14 @@ func FuzzDecodeClientFrame(f *testing.F) {
 			if !errors.Is(err, errBadFrame) {
 				t.Fatalf("error %v does not wrap errBadFrame", err)
 			}
+			if ev.Send != nil && ev.Type != evSendMessage || ev.Mark != nil || ev.Typing != nil {
+				t.Fatalf("refused frame comes back with %+v", ev)
+			}
 			return
+		}
+		// What is accepted can be stored as sent.
+		if err := chat.CheckJSON("frame", b); err != nil {
+			t.Fatalf("accepted %q: %v", b, err)
 		}
 		var data any
 		set := 0
