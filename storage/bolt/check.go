@@ -106,6 +106,7 @@ type walker struct {
 	nfound  int
 	ioErr   error
 	bufs    [][]byte // a page buffer for each depth
+	inline  string   // the bucket whose inline page is being checked, if any
 
 	// visit, if set (by tests), is called with every page in use: its ID, flags and bytes
 	// (the whole span, overflow pages included, as far as they were read).
@@ -115,7 +116,11 @@ type walker struct {
 func (w *walker) bad(format string, args ...any) {
 	w.nfound++
 	if len(w.found) < maxFindings {
-		w.found = append(w.found, fmt.Sprintf(format, args...))
+		msg := fmt.Sprintf(format, args...)
+		if w.inline != "" { // its page is "page 0"
+			msg = strings.Replace(msg, "page 0", w.inline+", inline page", 1)
+		}
+		w.found = append(w.found, msg)
 	}
 }
 
@@ -364,7 +369,9 @@ func (w *walker) bucket(value []byte, depth int, name string) {
 		w.bad("%s: inline page has type %#x, not a leaf", name, flags)
 		return
 	}
+	w.inline = name
 	w.leaf(span{size: len(p), head: p}, depth, nil, nil, true)
+	w.inline = ""
 }
 
 // freelist checks the free list page and marks the pages it names free.
