@@ -248,8 +248,8 @@ func TestCommitFailure(t *testing.T) {
 				_, err := appendText(tx, fmt.Sprint("lost", i))
 				return err
 			})
-			if !errors.Is(err, errDisk) {
-				t.Errorf("Update in a failed commit returned %v, want the write error", err)
+			if !errors.Is(err, errDisk) || !errors.Is(err, chat.ErrUnavailable) {
+				t.Errorf("Update in a failed commit returned %v, want the write error wrapping chat.ErrUnavailable", err)
 			}
 		})
 	}
