@@ -88,20 +88,26 @@ type Options struct {
 	CacheEvents int
 
 	// SkipCheck skips the check Open makes of an existing file before using it. The check
-	// reads every page in use twice, read-only: once with ReadAt, checking the bounds, types,
-	// links and key order of every page and bucket and the free list (it is what keeps
-	// bbolt's own check, and then the Store, from faulting on a damaged file), then with
-	// bbolt's Tx.Check. It refuses a damaged file with an error wrapping ErrCorrupt, before
-	// anything is written to it.
+	// reads the whole file in order (so that what follows finds it in the page cache), then
+	// every page in use twice, read-only: once with ReadAt, checking the bounds, types, links
+	// and key order of every page and bucket, and the free list (this is what keeps bbolt's
+	// own check, and then the Store, from faulting on a damaged file); then with bbolt's
+	// Tx.Check. It refuses a damaged file with an error wrapping ErrCorrupt, before anything
+	// is written to it.
 	//
-	// Its cost grows with the file (measured on a shared 2-core machine, files of 200-byte
-	// messages in the page cache; cold, add the time to read the file):
+	// Its cost grows with the file. Measured on a shared, noisy 2-core VM (5 runs each, the
+	// range), 200-byte messages in 16 rooms written in commits of 64:
 	//
-	//	events   file     check    Open without the check
-	//	100k     ~30 MB   see below
-	//	1M       ~300 MB  see below
+	//	events  file     Open with the check          Open with SkipCheck
+	//	                 in page cache  dropped        (either)
+	//	100k    48 MiB   50-75 ms       65-110 ms      1-3 ms
+	//	1M      337 MiB  0.49-0.79 s    0.43-0.59 s    ~1 ms
 	//
-	// measured with: go test -run '^$' -bench BenchmarkOpenCheck -benchtime 5x ./storage/bolt
+	// ("dropped": posix_fadvise DONTNEED on the file first; the VM's host may still cache
+	// it, so a real cold disk can take longer: the reading in order runs at the disk's speed.)
+	// Measured with:
+	//
+	//	go test -run '^$' -bench BenchmarkOpenCheck -benchtime 5x -count 5 ./storage/bolt
 	//
 	// Without the check, a damaged file can end the process: bbolt reads it in goroutines of
 	// its own, where a fault cannot be recovered.

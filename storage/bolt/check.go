@@ -496,6 +496,16 @@ func checkPages(path string) error {
 	if err != nil {
 		return fmt.Errorf("bolt store: check %s: %w", path, err)
 	}
+	// The walk reads pages in tree order, one at a time: from a disk, that is slow (measured:
+	// 6-7 s for 337 MiB). Reading the file in order first puts it in the page cache at the
+	// disk's speed (under 1 s), for the walk and then bbolt's check; when it is already
+	// there, this costs a copy (about 15% of the check).
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < fi.Size(); off += int64(len(buf)) {
+		if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+			return fmt.Errorf("bolt store: check %s: reading: %w", path, err)
+		}
+	}
 	found, err := walkPages(f, fi.Size(), nil)
 	if err != nil {
 		return fmt.Errorf("bolt store: check %s: reading: %w", path, err)
