@@ -39,6 +39,7 @@ const (
 
 	branchPageFlag   = 0x01
 	leafPageFlag     = 0x02
+	metaPageFlag     = 0x04
 	freelistPageFlag = 0x10
 	bucketLeafFlag   = 0x01
 
@@ -66,8 +67,8 @@ type bboltMeta struct {
 	txid                     uint64
 }
 
-// readMeta reads the meta of the page at off and says what is wrong with it, if anything.
-func readMeta(f io.ReaderAt, off int64) (bboltMeta, string) {
+// readMeta reads meta page id (0 or 1) at off and says what is wrong with it, if anything.
+func readMeta(f io.ReaderAt, id uint64, off int64) (bboltMeta, string) {
 	var b [pageHeaderSize + metaSize]byte
 	if _, err := f.ReadAt(b[:], off); err != nil {
 		return bboltMeta{}, fmt.Sprintf("cannot be read (%v)", err)
@@ -84,6 +85,10 @@ func readMeta(f io.ReaderAt, off int64) (bboltMeta, string) {
 		return m, fmt.Sprintf("has version %d, not %d", m.version, bboltVersion)
 	case h.Sum64() != ne.Uint64(raw[metaChecksumAt:]):
 		return m, "fails its checksum"
+	case ne.Uint64(b[:]) != id: // bbolt's own check reads it
+		return m, fmt.Sprintf("says it is page %d", ne.Uint64(b[:]))
+	case ne.Uint16(b[8:]) != metaPageFlag:
+		return m, fmt.Sprintf("has type %#x", ne.Uint16(b[8:]))
 	}
 	return m, ""
 }
@@ -417,7 +422,7 @@ func walkPages(f io.ReaderAt, size int64, visit func(uint64, uint16, []byte)) ([
 	// The page size and the meta page in use, found as bbolt finds them.
 	// Both meta pages must be sound: with one damaged, bbolt would use the other, and the last
 	// commit (perhaps acknowledged) would be lost without a word.
-	m0, bad := readMeta(f, 0)
+	m0, bad := readMeta(f, 0, 0)
 	if bad != "" {
 		return []string{"meta page 0 " + bad}, nil
 	}
@@ -425,7 +430,7 @@ func walkPages(f io.ReaderAt, size int64, visit func(uint64, uint16, []byte)) ([
 	if ps < 512 || ps > 1<<24 || ps&(ps-1) != 0 {
 		return []string{fmt.Sprintf("meta page 0 gives the page size %d", ps)}, nil
 	}
-	m1, bad := readMeta(f, ps)
+	m1, bad := readMeta(f, 1, ps)
 	switch {
 	case bad != "":
 		return []string{"meta page 1 " + bad}, nil

@@ -143,7 +143,7 @@ func findTargets(t *testing.T, path string) corpusTargets {
 	}
 	defer f.Close()
 	fi, _ := f.Stat()
-	m, bad := readMeta(f, 0)
+	m, bad := readMeta(f, 0, 0)
 	if bad != "" {
 		t.Fatal(bad)
 	}

@@ -97,8 +97,8 @@ func serveCorruptChild(variant, path string) error {
 	if err != nil {
 		return err
 	}
-	m0, _ := readMeta(f, 0)
-	m1, _ := readMeta(f, int64(m0.pageSize))
+	m0, _ := readMeta(f, 0, 0)
+	m1, _ := readMeta(f, 1, int64(m0.pageSize))
 	m := m0
 	if m1.txid > m0.txid {
 		m = m1
