@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -15,8 +14,9 @@ import (
 // An event starts with its time as 8 fixed bytes so that a room's LastTime is read without
 // decoding the rest. Positions are 8-byte big-endian keys.
 
-// errCorrupt reports a record that does not decode.
-var errCorrupt = errors.New("bolt store: corrupt record")
+// errCorrupt reports a record that does not decode: the file is damaged (bbolt keeps no
+// checksum of values, so a damaged record is found only if it no longer decodes).
+var errCorrupt = fmt.Errorf("bolt store: a record does not decode (%w)", ErrCorrupt)
 
 func posKey(b []byte, pos uint64) []byte { return binary.BigEndian.AppendUint64(b, pos) }
 

@@ -32,8 +32,9 @@ func init() {
 
 // TestDiskFull makes real writes fail: a child process lowers its file size limit
 // (RLIMIT_FSIZE, so writes past it fail with EFBIG as on a full disk), appends until commits
-// fail, checks that every waiter got the error and nothing was half-written, raises the limit
-// and checks that the store works again with gapless positions.
+// fail, checks that every waiter got an error wrapping chat.ErrUnavailable (with the cause's
+// text) and nothing was half-written, raises the limit and checks that the store works again
+// with gapless positions and every acknowledged append kept.
 func TestDiskFull(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), diskFullEnv+"="+filepath.Join(t.TempDir(), "full.db"))
@@ -85,7 +86,7 @@ func diskFullChild(path string) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failed, ok int
-	var firstErr error
+	var firstErr, badErr error
 	for range 8 {
 		wg.Go(func() {
 			_, err := appendBig()
@@ -96,6 +97,9 @@ func diskFullChild(path string) error {
 				if firstErr == nil {
 					firstErr = err
 				}
+				if !errors.Is(err, chat.ErrUnavailable) || !strings.Contains(err.Error(), "too large") {
+					badErr = err
+				}
 			} else {
 				ok++
 			}
@@ -105,6 +109,9 @@ func diskFullChild(path string) error {
 	fmt.Printf("with the limit: %d appends failed (%v), %d succeeded\n", failed, firstErr, ok)
 	if failed == 0 {
 		return errors.New("no append failed under the file size limit")
+	}
+	if badErr != nil {
+		return fmt.Errorf("a failed append returned %q, want an error wrapping chat.ErrUnavailable that says the file is too large", badErr)
 	}
 	if !errors.Is(firstErr, syscall.EFBIG) {
 		fmt.Println("note: the error does not wrap EFBIG:", firstErr)

@@ -248,8 +248,8 @@ func TestCommitFailure(t *testing.T) {
 				_, err := appendText(tx, fmt.Sprint("lost", i))
 				return err
 			})
-			if !errors.Is(err, errDisk) {
-				t.Errorf("Update in a failed commit returned %v, want the write error", err)
+			if !errors.Is(err, errDisk) || !errors.Is(err, chat.ErrUnavailable) {
+				t.Errorf("Update in a failed commit returned %v, want the write error wrapping chat.ErrUnavailable", err)
 			}
 		})
 	}
@@ -420,24 +420,25 @@ func TestOpenBadFile(t *testing.T) {
 	}
 	cases := []struct {
 		name, path, want string
+		corrupt          bool // the error wraps ErrCorrupt
 	}{
-		{"text", mk("text", write([]byte("hello, this is not a database\n"))), "not a valid bbolt database"},
-		{"random", mk("random", write(random)), "not a valid bbolt database"},
-		{"small", mk("small", write([]byte{1, 2, 3})), ""},
+		{"text", mk("text", write([]byte("hello, this is not a database\n"))), "not a valid bbolt database", false},
+		{"random", mk("random", write(random)), "not a valid bbolt database", false},
+		{"small", mk("small", write([]byte{1, 2, 3})), "", false},
 		{"foreign bbolt", mk("foreign", bboltWith(func(tx *bbolt.Tx) error {
 			b, err := tx.CreateBucket([]byte("widgets"))
 			if err != nil {
 				return err
 			}
 			return b.Put([]byte("k"), []byte("v"))
-		})), "not a Parley store"},
+		})), "not a Parley store", false},
 		{"other format", mk("format", bboltWith(func(tx *bbolt.Tx) error {
 			b, err := tx.CreateBucket(bMeta)
 			if err != nil {
 				return err
 			}
 			return b.Put(kFormat, []byte("parley-bolt 99"))
-		})), "format"},
+		})), "format", false},
 		{"truncated store", mk("truncated", func(p string) {
 			s, err := Open(p, &Options{NoSync: true})
 			if err != nil {
@@ -460,7 +461,24 @@ func TestOpenBadFile(t *testing.T) {
 			if err := os.Truncate(p, int64(4*os.Getpagesize())); err != nil {
 				t.Fatal(err)
 			}
-		}), ""},
+		}), "", true},
+		{"missing bucket", mk("missing", func(p string) {
+			validStore(p)
+			db, err := bbolt.Open(p, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bUsers) }); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+		}), `bucket "users" is missing`, true},
+		{"one corrupt meta", mk("onemeta", func(p string) {
+			validStore(p)
+			b, _ := os.ReadFile(p)
+			b[os.Getpagesize()+16+20] ^= 0x40 // in meta page 1's root page ID
+			write(b)(p)
+		}), "meta page 1 fails its checksum", true},
 		{"corrupt metas", mk("corrupt", func(p string) {
 			validStore(p)
 			b, _ := os.ReadFile(p)
@@ -471,7 +489,7 @@ func TestOpenBadFile(t *testing.T) {
 				}
 			}
 			write(b)(p)
-		}), "not a valid bbolt database"},
+		}), "not a valid bbolt database", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -486,6 +504,9 @@ func TestOpenBadFile(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
 				t.Errorf("Open error %q: want it to name the file and say %q", err, tc.want)
 			}
+			if errors.Is(err, ErrCorrupt) != tc.corrupt {
+				t.Errorf("Open error %q: wraps ErrCorrupt: %v, want %v", err, !tc.corrupt, tc.corrupt)
+			}
 			after, _ := os.ReadFile(tc.path)
 			fi2, _ := os.Stat(tc.path)
 			if !bytes.Equal(before, after) || fi.ModTime() != fi2.ModTime() || fi.Size() != fi2.Size() {
@@ -493,6 +514,23 @@ func TestOpenBadFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenEmptyBbolt: a bbolt file that holds nothing (a store whose creation was cut short
+// after bbolt made the file) is laid out, not refused.
+func TestOpenEmptyBbolt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	putTestRoom(t, s)
 }
 
 func TestReopen(t *testing.T) {

@@ -1,13 +1,19 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/parley-chat/chat"
+	bbolt "go.etcd.io/bbolt"
 )
 
 var fuzzTime = time.Date(2026, 5, 6, 7, 8, 9, 123456000, time.UTC)
@@ -72,5 +78,75 @@ func FuzzDecodeRecords(f *testing.F) {
 		_ = roomName(b)
 		_ = createdAt(b)
 		_ = eventTime(b)
+	})
+}
+
+// FuzzWalkPages feeds damaged store files to the page walk that Open runs before anything
+// maps the file. It must never panic; and a file it passes must be safe for bbolt: opening
+// it, its Tx.Check (which then must find nothing either) and reading every bucket and key
+// must not fault or panic (a fault would end the fuzzing process).
+func FuzzWalkPages(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "seed.db")
+	s, err := Open(path, &Options{NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i, events := range []int{0, 20, 80} { // the last room takes leaf pages of its own
+		room := chat.Room{ID: chat.ID{0x06, byte(i)}, Name: fmt.Sprint("r", i)}
+		err := s.Update(ctx, func(tx chat.Tx) error {
+			if err := tx.PutRoom(room); err != nil {
+				return err
+			}
+			for j := range events {
+				ev := chat.Event{RoomID: room.ID, Type: chat.EventMessage, Text: strings.Repeat("x", 50+j)}
+				if err := tx.Append(&ev); err != nil {
+					return err
+				}
+			}
+			return tx.PutMember(chat.Member{ID: chat.ID{0x08, byte(i)}, RoomID: room.ID, UserID: chat.ID{0x05, byte(i)}})
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	s.Close()
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		found, err := walkPages(bytes.NewReader(b), int64(len(b)), nil)
+		if err != nil || len(found) > 0 {
+			return
+		}
+		p := filepath.Join(t.TempDir(), "f.db")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bbolt.Open(p, 0, &bbolt.Options{ReadOnly: true})
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		err = db.View(func(tx *bbolt.Tx) error {
+			for err := range tx.Check() {
+				return fmt.Errorf("the walk passed the file, bbolt's check did not: %w", err)
+			}
+			var walk func(b *bbolt.Bucket) error
+			walk = func(b *bbolt.Bucket) error {
+				return b.ForEach(func(k, v []byte) error {
+					if v == nil {
+						return walk(b.Bucket(k))
+					}
+					return nil
+				})
+			}
+			return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error { return walk(b) })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
 }
