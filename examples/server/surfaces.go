@@ -106,6 +106,7 @@ func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Li
 	mux.Handle("/ws.chatplugin", airyWS)
 
 	bz := bezlimit.New(e, bezlimit.Config{
+		Limiter: lim,
 		Authenticate: func(_ context.Context, token string) (bezlimit.Identity, error) {
 			for _, c := range []struct {
 				token string
