@@ -1,0 +1,520 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/chat"
+)
+
+// Options configure Open. A nil *Options means the defaults.
+type Options struct {
+	// MaxBatch is the most transactions one commit holds (default 1024).
+	MaxBatch int
+
+	// ReadConns is the most connections reads (View, Bus.Changes) use at once (default 4 or
+	// the number of CPUs, whichever is more). The writer, the listener and the maintenance
+	// goroutine have a connection each besides.
+	ReadConns int32
+
+	// CacheEvents is how many events reads keep in memory, in complete blocks of 64
+	// (default DefaultCacheEvents); negative turns the cache off.
+	CacheEvents int
+
+	// ChangesRetention is how long the bus's change rows are kept (default 10 minutes): a
+	// Bus.Changes cursor older than that gets an error wrapping chat.ErrLagged.
+	ChangesRetention time.Duration
+
+	// PruneInterval is how often the elected process deletes old change rows, and how often
+	// the others try to be elected (default ChangesRetention/10).
+	PruneInterval time.Duration
+
+	// WriteTimeout bounds one batch: its lock waits, statements and commit (default 30s).
+	WriteTimeout time.Duration
+
+	// noMemberCache turns off the writer's member cache (to measure it).
+	noMemberCache bool
+	// noGroupCommit commits every transaction on its own (to measure group commit).
+	noGroupCommit bool
+	// slack overrides lagSlack (tests).
+	slack time.Duration
+}
+
+// DefaultChangesRetention is ChangesRetention's default.
+const DefaultChangesRetention = 10 * time.Minute
+
+// Store is a chat.Store and chat.BusStore on PostgreSQL. Its methods are safe for
+// concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	connCfg *pgx.ConnConfig
+	opts    Options
+	cache   *blockCache // nil if turned off
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*request
+	closing bool
+	closed  atomic.Bool
+	stopped chan struct{} // closed when the writer has exited
+
+	w     writer // the writer goroutine's
+	stats stats
+
+	bus    bus
+	bg     context.Context // ends at Close, after the writer
+	cancel context.CancelFunc
+	bgWG   sync.WaitGroup
+}
+
+type stats struct {
+	commits, txs, reruns, retries, failed, busy atomic.Uint64
+}
+
+// Stats counts the writer's work since Open.
+type Stats struct {
+	// Commits is the number of database commits that succeeded; Transactions / Commits is
+	// the average batch.
+	Commits uint64
+	// Transactions is the number of Update transactions those commits held.
+	Transactions uint64
+	// Reruns counts batches run again without a transaction that failed after writing.
+	Reruns uint64
+	// Retries counts batches run again after a serialization failure, a deadlock or a lost
+	// connection.
+	Retries uint64
+	// FailedCommits counts batches whose every transaction failed at the commit.
+	FailedCommits uint64
+	// Busy counts transactions taken out of a batch because they met a room that another
+	// process's transaction held (they ran in a later batch).
+	Busy uint64
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.stats.commits.Load(), Transactions: s.stats.txs.Load(), Reruns: s.stats.reruns.Load(),
+		Retries: s.stats.retries.Load(), FailedCommits: s.stats.failed.Load(), Busy: s.stats.busy.Load()}
+}
+
+// request is one Update waiting for the writer.
+type request struct {
+	fn        func(chat.Tx) error
+	state     atomic.Int32 // queued, taken or cancelled
+	err       error
+	after     []func()
+	panic     any
+	done      chan struct{}
+	ended     bool // the writer has settled it (writer only)
+	deferred  bool // taken out of the current batch, for the next (writer only)
+	deferrals int  // how many batches took it out (writer only)
+}
+
+const (
+	queued int32 = iota
+	taken
+	cancelled
+)
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// Open connects to the database dsn names (a URL or keyword/value connection string, as
+// pgx takes it), creates or upgrades the store's tables (under an advisory lock: processes
+// that start together migrate once), and returns the Store. A database whose schema is newer
+// than this package's gives an error wrapping ErrSchemaTooNew that names both versions. A
+// database that cannot be reached gives an error wrapping chat.ErrUnavailable.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
+	}
+	if o.noGroupCommit {
+		o.MaxBatch = 1
+	}
+	if o.ReadConns <= 0 {
+		o.ReadConns = int32(max(4, runtime.NumCPU()))
+	}
+	if o.ChangesRetention <= 0 {
+		o.ChangesRetention = DefaultChangesRetention
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = o.ChangesRetention / 10
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	pcfg.MaxConns = o.ReadConns
+	s := &Store{connCfg: pcfg.ConnConfig.Copy(), opts: o, stopped: make(chan struct{}), cache: newBlockCache(o.CacheEvents)}
+	conn, err := pgx.ConnectConfig(ctx, s.connCfg.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: connect: %w", classify(err))
+	}
+	if _, err := migrate(ctx, conn, SchemaVersion); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("postgres store: %w", classify(err))
+	}
+	s.cond.L = &s.mu
+	s.w = writer{s: s, conn: conn, stats: &s.stats} // the migration's connection becomes the writer's
+	s.bg, s.cancel = context.WithCancel(context.Background())
+	s.bus.init(s)
+	go s.writer()
+	return s, nil
+}
+
+// View implements chat.Store: fn runs in a REPEATABLE READ, READ ONLY transaction, so that
+// all its reads see one state.
+func (s *Store) View(ctx context.Context, fn func(chat.ReadTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return closedErr()
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		if s.closed.Load() {
+			return closedErr()
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return fmt.Errorf("postgres store: begin: %w", classify(err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rt := &readTx{reader: reader{ctx: ctx, q: tx}, s: s}
+	return fn(rt)
+}
+
+// Update implements chat.Store: fn joins the next group commit, and Update returns once that
+// commit has returned. If the connection is lost while the commit is under way, the outcome
+// is unknown: Update then returns an error wrapping chat.ErrUnavailable, and the transaction
+// may or may not have been committed (the engine's client keys make a retry safe).
+func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := requestPool.Get().(*request)
+	r.fn = fn
+	r.deferrals = 0
+	r.state.Store(queued)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		r.fn = nil
+		requestPool.Put(r)
+		return closedErr()
+	}
+	s.queue = append(s.queue, r)
+	if len(s.queue) == 1 {
+		s.cond.Signal()
+	}
+	s.mu.Unlock()
+
+	if done := ctx.Done(); done == nil {
+		<-r.done
+	} else {
+		select {
+		case <-r.done:
+		case <-done:
+			if r.state.CompareAndSwap(queued, cancelled) {
+				// The writer skips it; it may still hold a pointer, so r is not reused.
+				return ctx.Err()
+			}
+			<-r.done // fn has run: report its outcome whatever ctx does
+		}
+	}
+	err, p := r.err, r.panic
+	r.fn, r.err, r.panic = nil, nil, nil
+	requestPool.Put(r)
+	if p != nil {
+		panic(p)
+	}
+	return err
+}
+
+// Close implements chat.Store: the batch under way finishes, transactions still queued fail
+// with chat.ErrClosed, and the connections are closed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return closedErr()
+	}
+	s.closing = true
+	s.closed.Store(true)
+	s.cond.Signal()
+	s.mu.Unlock()
+	<-s.stopped
+	s.cancel()
+	s.bgWG.Wait()
+	s.pool.Close()
+	return nil
+}
+
+// maxYields bounds how often the writer yields waiting for the last batch's waiters to queue
+// again.
+const maxYields = 16
+
+// soloAfter is how many batches may take a transaction out (it met rooms locked elsewhere)
+// before it runs alone, with every lock waiting.
+const soloAfter = 3
+
+// writer is the one goroutine that writes.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	w := &s.w
+	var batch []*request
+	last := 0
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && len(w.front) == 0 && !s.closing {
+			s.cond.Wait()
+		}
+		if s.closing {
+			q := s.queue
+			s.queue = nil
+			s.mu.Unlock()
+			for _, r := range q {
+				if r.state.CompareAndSwap(queued, taken) {
+					r.err = closedErr()
+					r.done <- struct{}{}
+				}
+			}
+			for _, r := range w.front {
+				settle(r, closedErr())
+			}
+			w.front = nil
+			if w.conn != nil {
+				w.conn.Close(context.Background())
+			}
+			return
+		}
+		if q := len(s.queue); q < last && len(w.front) == 0 {
+			// The waiters of the last batch are being woken and most will queue again at
+			// once: give them a moment (a few yields, no timer). A lone writer never gets
+			// here.
+			idle := 0
+			for range maxYields {
+				s.mu.Unlock()
+				runtime.Gosched()
+				s.mu.Lock()
+				if len(s.queue) >= last {
+					break
+				}
+				if len(s.queue) == q {
+					if idle++; idle == 2 {
+						break
+					}
+				} else {
+					idle = 0
+				}
+				q = len(s.queue)
+			}
+		}
+		batch = batch[:0]
+		solo := false
+		if len(w.front) > 0 && w.front[0].deferrals >= soloAfter {
+			// Taken out again and again: alone, every lock waits.
+			batch = append(batch, w.front[0])
+			w.front = append(w.front[:0], w.front[1:]...)
+			solo = true
+		} else {
+			batch = append(batch, w.front...)
+			clear(w.front)
+			w.front = w.front[:0]
+			n := min(len(s.queue), max(0, s.opts.MaxBatch-len(batch)))
+			batch = append(batch, s.queue[:n]...)
+			rest := copy(s.queue, s.queue[n:])
+			clear(s.queue[rest:])
+			s.queue = s.queue[:rest]
+		}
+		last = len(batch)
+		s.mu.Unlock()
+
+		s.commit(batch, solo)
+		clear(batch)
+	}
+}
+
+// settle reports r's outcome to its waiter. The writer must not touch r afterwards.
+func settle(r *request, err error) {
+	r.err = err
+	r.ended = true
+	clear(r.after)
+	r.after = r.after[:0]
+	r.done <- struct{}{}
+}
+
+// maxRetries bounds how often a batch is run again after a serialization failure, a
+// deadlock or a lost connection.
+const maxRetries = 8
+
+// commit runs a batch of transactions in one database transaction and one commit.
+func (s *Store) commit(batch []*request, solo bool) {
+	live := batch[:0]
+	for _, r := range batch {
+		if r.deferred || r.state.CompareAndSwap(queued, taken) {
+			r.ended, r.deferred = false, false
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	w := &s.w
+	ctx, cancel := context.WithTimeout(s.bg, s.opts.WriteTimeout)
+	defer cancel()
+	retries := 0
+	failAll := func(err error) {
+		for _, r := range live {
+			if !r.ended && !r.deferred {
+				settle(r, err)
+			}
+		}
+	}
+	// retry reports whether the batch may run again after err, and waits a little if so.
+	retry := func(err error) bool {
+		if retries >= maxRetries || ctx.Err() != nil {
+			return false
+		}
+		if !retryable(err) && !errors.Is(classify(err), chat.ErrUnavailable) {
+			return false
+		}
+		retries++
+		s.stats.retries.Add(1)
+		if !retryable(err) { // a connection problem: give the database a moment
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(retries*retries) * 20 * time.Millisecond):
+			}
+		}
+		return true
+	}
+attempt:
+	for {
+		if w.conn == nil || w.conn.IsClosed() {
+			conn, err := pgx.ConnectConfig(ctx, s.connCfg.Copy())
+			if err != nil {
+				if retry(err) {
+					continue attempt
+				}
+				failAll(fmt.Errorf("postgres store: connect: %w", classify(err)))
+				return
+			}
+			w.conn = conn
+			clear(w.cache) // other processes may have changed anything meanwhile
+		}
+		w.reset(ctx, solo)
+		for _, r := range live {
+			if r.ended || r.deferred {
+				continue
+			}
+			w.beginFn(r.after[:0])
+			err := s.run(w, r)
+			r.after = w.after
+			switch {
+			case w.broken != nil:
+				// A statement failed: the database transaction is aborted.
+				broken := w.broken
+				w.rollback()
+				if retryable(broken) || errors.Is(classify(broken), chat.ErrUnavailable) {
+					if retry(broken) {
+						continue attempt
+					}
+					failAll(fmt.Errorf("postgres store: %w", classify(broken)))
+					return
+				}
+				// The statement of this transaction failed (a value the database refuses, a
+				// name taken by a transaction that committed meanwhile): fail it alone.
+				settle(r, fmt.Errorf("postgres store: %w", classify(broken)))
+				s.stats.reruns.Add(1)
+				continue attempt
+			case w.busy:
+				r.deferred, r.panic = true, nil
+				if w.dirty {
+					w.rollback()
+					continue attempt
+				}
+				w.undoFn()
+			case err != nil || r.panic != nil:
+				if !w.dirty && r.panic == nil {
+					w.undoFn()
+					settle(r, err) // it wrote nothing: the others go on
+					continue
+				}
+				w.rollback()
+				settle(r, err)
+				s.stats.reruns.Add(1)
+				continue attempt
+			}
+		}
+		var cols eventColumns
+		ok, err := w.commit(&cols)
+		if err != nil {
+			w.forgetTouched()
+			if !errors.Is(err, errUnknownOutcome) && retry(err) {
+				continue attempt
+			}
+			s.stats.failed.Add(1)
+			failAll(fmt.Errorf("postgres store: commit: %w", classify(err)))
+			break
+		}
+		if ok {
+			s.stats.commits.Add(1)
+			w.committed()
+			if len(w.log) > 0 {
+				s.bus.notify()
+			}
+		}
+		n := 0
+		for _, r := range live {
+			if !r.ended && !r.deferred {
+				n++
+				for _, f := range r.after {
+					f()
+				}
+			}
+		}
+		s.stats.txs.Add(uint64(n))
+		for _, r := range live {
+			if !r.ended && !r.deferred {
+				settle(r, nil)
+			}
+		}
+		break
+	}
+	for _, r := range live {
+		if r.deferred {
+			r.deferrals++
+			w.front = append(w.front, r)
+		}
+	}
+}
+
+// run calls r.fn, turning a panic into an error (the waiter panics again).
+func (s *Store) run(w *writer, r *request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panic = p
+			err = fmt.Errorf("postgres store: transaction panicked: %v", p)
+		}
+	}()
+	return r.fn(w)
+}
