@@ -169,4 +169,6 @@ func (t *readTx) Timer(kind chat.TimerKind, roomID, memberID chat.ID) (chat.Time
 	return t.timer(kind, roomID, memberID)
 }
 
-func (t *readTx) Timers(until time.Time, limit int) ([]chat.Timer, error) { return t.timers(until, limit) }
+func (t *readTx) Timers(until time.Time, limit int) ([]chat.Timer, error) {
+	return t.timers(until, limit)
+}
