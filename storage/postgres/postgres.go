@@ -366,6 +366,10 @@ func settle(r *request, err error) {
 // deadlock or a lost connection.
 const maxRetries = 8
 
+// maxConnRetries bounds the retries after a lost connection: a database that is down is
+// reported as soon as a few quick tries have failed.
+const maxConnRetries = 3
+
 // commit runs a batch of transactions in one database transaction and one commit.
 func (s *Store) commit(batch []*request, solo bool) {
 	live := batch[:0]
@@ -394,7 +398,7 @@ func (s *Store) commit(batch []*request, solo bool) {
 		if retries >= maxRetries || ctx.Err() != nil {
 			return false
 		}
-		if !retryable(err) && !errors.Is(classify(err), chat.ErrUnavailable) {
+		if !retryable(err) && (!errors.Is(classify(err), chat.ErrUnavailable) || retries >= maxConnRetries) {
 			return false
 		}
 		retries++
