@@ -160,7 +160,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	s := &Store{connCfg: pcfg.ConnConfig.Copy(), opts: o, stopped: make(chan struct{}), cache: newBlockCache(o.CacheEvents)}
 	conn, err := pgx.ConnectConfig(ctx, s.connCfg.Copy())
 	if err != nil {
-		return nil, fmt.Errorf("postgres store: connect: %w", classify(err))
+		return nil, fmt.Errorf("connect: %w", classify(err))
 	}
 	if _, err := migrate(ctx, conn, SchemaVersion); err != nil {
 		conn.Close(context.Background())
@@ -419,7 +419,7 @@ attempt:
 				if retry(err) {
 					continue attempt
 				}
-				failAll(fmt.Errorf("postgres store: connect: %w", classify(err)))
+				failAll(fmt.Errorf("connect: %w", classify(err)))
 				return
 			}
 			w.conn = conn
