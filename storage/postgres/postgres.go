@@ -65,8 +65,16 @@ type Store struct {
 	closed  atomic.Bool
 	stopped chan struct{} // closed when the writer has exited
 
-	w     writer // the writer goroutine's
-	stats stats
+	// The writer goroutine's: two lanes (a connection and its transaction each), so that one
+	// batch runs while the last one's commit is under way; the member caches; the
+	// transactions deferred from the last batch; the channel closed when the last commit
+	// sent has been settled.
+	lanes    [2]*writer
+	next     int
+	rc       map[chat.ID]*roomCache
+	front    []*request
+	lastDone chan struct{}
+	stats    stats
 
 	bus    bus
 	bg     context.Context // ends at Close, after the writer
@@ -122,7 +130,9 @@ const (
 	cancelled
 )
 
-var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+// Requests are not pooled: the writer reads a request's flags after settling it (a batch
+// run again skips the settled ones), and a completed batch's requests are settled by
+// another goroutine than the one that runs the next batch.
 
 // Open connects to the database dsn names (a URL or keyword/value connection string, as
 // pgx takes it), creates or upgrades the store's tables (under an advisory lock: processes
@@ -171,7 +181,12 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres store: %w", classify(err))
 	}
 	s.cond.L = &s.mu
-	s.w = writer{s: s, conn: conn, stats: &s.stats} // the migration's connection becomes the writer's
+	// The migration's connection becomes the first lane's; the second connects when first used.
+	s.lanes[0] = &writer{s: s, conn: conn, stats: &s.stats}
+	s.lanes[1] = &writer{s: s, stats: &s.stats}
+	s.rc = make(map[chat.ID]*roomCache)
+	s.lastDone = make(chan struct{})
+	close(s.lastDone)
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.bus.init(s)
 	go s.writer()
@@ -210,15 +225,10 @@ func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := requestPool.Get().(*request)
-	r.fn = fn
-	r.deferrals = 0
-	r.state.Store(queued)
+	r := &request{fn: fn, done: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		r.fn = nil
-		requestPool.Put(r)
 		return closedErr()
 	}
 	s.queue = append(s.queue, r)
@@ -234,15 +244,12 @@ func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
 		case <-r.done:
 		case <-done:
 			if r.state.CompareAndSwap(queued, cancelled) {
-				// The writer skips it; it may still hold a pointer, so r is not reused.
-				return ctx.Err()
+				return ctx.Err() // the writer skips it
 			}
 			<-r.done // fn has run: report its outcome whatever ctx does
 		}
 	}
 	err, p := r.err, r.panic
-	r.fn, r.err, r.panic = nil, nil, nil
-	requestPool.Put(r)
 	if p != nil {
 		panic(p)
 	}
@@ -279,12 +286,11 @@ const soloAfter = 3
 // writer is the one goroutine that writes.
 func (s *Store) writer() {
 	defer close(s.stopped)
-	w := &s.w
 	var batch []*request
 	last := 0
 	for {
 		s.mu.Lock()
-		for len(s.queue) == 0 && len(w.front) == 0 && !s.closing {
+		for len(s.queue) == 0 && len(s.front) == 0 && !s.closing {
 			s.cond.Wait()
 		}
 		if s.closing {
@@ -297,16 +303,21 @@ func (s *Store) writer() {
 					r.done <- struct{}{}
 				}
 			}
-			for _, r := range w.front {
+			for _, w := range s.lanes {
+				s.reclaim(w)
+			}
+			for _, r := range s.front {
 				settle(r, closedErr())
 			}
-			w.front = nil
-			if w.conn != nil {
-				w.conn.Close(context.Background())
+			s.front = nil
+			for _, w := range s.lanes {
+				if w.conn != nil {
+					w.conn.Close(context.Background())
+				}
 			}
 			return
 		}
-		if q := len(s.queue); q < last && len(w.front) == 0 {
+		if q := len(s.queue); q < last && len(s.front) == 0 {
 			// The waiters of the last batch are being woken and most will queue again at
 			// once: give them a moment (a few yields, no timer). A lone writer never gets
 			// here.
@@ -330,15 +341,15 @@ func (s *Store) writer() {
 		}
 		batch = batch[:0]
 		solo := false
-		if len(w.front) > 0 && w.front[0].deferrals >= soloAfter {
+		if len(s.front) > 0 && s.front[0].deferrals >= soloAfter {
 			// Taken out again and again: alone, every lock waits.
-			batch = append(batch, w.front[0])
-			w.front = append(w.front[:0], w.front[1:]...)
+			batch = append(batch, s.front[0])
+			s.front = append(s.front[:0], s.front[1:]...)
 			solo = true
 		} else {
-			batch = append(batch, w.front...)
-			clear(w.front)
-			w.front = w.front[:0]
+			batch = append(batch, s.front...)
+			clear(s.front)
+			s.front = s.front[:0]
 			n := min(len(s.queue), max(0, s.opts.MaxBatch-len(batch)))
 			batch = append(batch, s.queue[:n]...)
 			rest := copy(s.queue, s.queue[n:])
@@ -348,7 +359,10 @@ func (s *Store) writer() {
 		last = len(batch)
 		s.mu.Unlock()
 
-		s.commit(batch, solo)
+		w := s.lanes[s.next]
+		s.next ^= 1
+		s.reclaim(w)
+		s.commit(w, batch, solo)
 		clear(batch)
 	}
 }
@@ -370,8 +384,25 @@ const maxRetries = 8
 // reported as soon as a few quick tries have failed.
 const maxConnRetries = 3
 
-// commit runs a batch of transactions in one database transaction and one commit.
-func (s *Store) commit(batch []*request, solo bool) {
+// reclaim waits until the lane's last commit has been settled and updates the caches with
+// its outcome.
+func (s *Store) reclaim(w *writer) {
+	if w.done == nil {
+		return
+	}
+	<-w.done
+	w.done = nil
+	if w.ok {
+		w.committed()
+	} else {
+		w.forgetTouched()
+	}
+}
+
+// commit runs a batch of transactions on lane w in one database transaction, sends its
+// commit, and leaves the rest to complete, in a goroutine of its own, so that the next batch
+// runs on the other lane meanwhile.
+func (s *Store) commit(w *writer, batch []*request, solo bool) {
 	live := batch[:0]
 	for _, r := range batch {
 		if r.deferred || r.state.CompareAndSwap(queued, taken) {
@@ -382,9 +413,7 @@ func (s *Store) commit(batch []*request, solo bool) {
 	if len(live) == 0 {
 		return
 	}
-	w := &s.w
 	ctx, cancel := context.WithTimeout(s.bg, s.opts.WriteTimeout)
-	defer cancel()
 	retries := 0
 	failAll := func(err error) {
 		for _, r := range live {
@@ -392,6 +421,8 @@ func (s *Store) commit(batch []*request, solo bool) {
 				settle(r, err)
 			}
 		}
+		s.requeue(live)
+		cancel()
 	}
 	// retry reports whether the batch may run again after err, and waits a little if so.
 	retry := func(err error) bool {
@@ -423,7 +454,6 @@ attempt:
 				return
 			}
 			w.conn = conn
-			clear(w.cache) // other processes may have changed anything meanwhile
 		}
 		w.reset(ctx, solo)
 		for _, r := range live {
@@ -469,46 +499,62 @@ attempt:
 				continue attempt
 			}
 		}
-		var cols eventColumns
-		ok, err := w.commit(&cols)
-		if err != nil {
-			w.forgetTouched()
-			if !errors.Is(err, errUnknownOutcome) && retry(err) {
-				continue attempt
-			}
-			s.stats.failed.Add(1)
-			failAll(fmt.Errorf("postgres store: commit: %w", classify(err)))
-			break
-		}
-		if ok {
-			s.stats.commits.Add(1)
-			w.committed()
-			if len(w.log) > 0 {
-				s.bus.notify()
-			}
-		}
-		n := 0
+		acks := make([]*request, 0, len(live))
 		for _, r := range live {
 			if !r.ended && !r.deferred {
-				n++
-				for _, f := range r.after {
-					f()
-				}
+				acks = append(acks, r)
 			}
 		}
-		s.stats.txs.Add(uint64(n))
-		for _, r := range live {
-			if !r.ended && !r.deferred {
-				settle(r, nil)
-			}
-		}
-		break
+		s.requeue(live)
+		br := w.send()
+		prev, done := s.lastDone, make(chan struct{})
+		s.lastDone, w.done = done, done
+		go s.complete(w, br, acks, prev, done, cancel)
+		return
 	}
+}
+
+// requeue puts the transactions a batch took out first in the queue for the next.
+func (s *Store) requeue(live []*request) {
 	for _, r := range live {
 		if r.deferred {
 			r.deferrals++
-			w.front = append(w.front, r)
+			s.front = append(s.front, r)
 		}
+	}
+}
+
+// complete reads the outcome of lane w's commit, waits until the commit sent before it has
+// been settled (so that AfterCommit functions run one at a time, in commit order), then runs
+// the batch's AfterCommit functions and acknowledges its transactions.
+func (s *Store) complete(w *writer, br pgx.BatchResults, acks []*request, prev, done chan struct{}, cancel context.CancelFunc) {
+	defer close(done)
+	err := w.finish(br)
+	cancel()
+	<-prev
+	w.ok = err == nil
+	if err != nil {
+		s.stats.failed.Add(1)
+		err = fmt.Errorf("postgres store: commit: %w", classify(err))
+		for _, r := range acks {
+			settle(r, err)
+		}
+		return
+	}
+	if br != nil {
+		s.stats.commits.Add(1)
+		if len(w.log) > 0 {
+			s.bus.notify()
+		}
+	}
+	for _, r := range acks {
+		for _, f := range r.after {
+			f()
+		}
+	}
+	s.stats.txs.Add(uint64(len(acks)))
+	for _, r := range acks {
+		settle(r, nil)
 	}
 }
 

@@ -30,6 +30,9 @@ type roomState struct {
 	cache   *roomCache        // member lookups; valid while version and inc are
 	logIdx  int               // index in writer.log of the room's last change, -1 for none
 	flushed bool              // in writer.order
+	// detached: the transaction changed the room's members or fields, so its cache is out
+	// of Store.rc (another lane must not see uncommitted changes) until the commit.
+	detached bool
 }
 
 // roomCache is what the writer keeps of a room between its transactions: the results of
@@ -94,8 +97,13 @@ type writer struct {
 	undo  []undo
 	after []func()
 
-	cache map[chat.ID]*roomCache
-	front []*request // deferred from the last batch: they go first in the next
+	cols  eventColumns
+	nstmt int // statements in the pipeline send sent
+
+	// done is closed when the lane's last commit has been settled (its outcome in ok);
+	// until then the writer goroutine leaves the lane alone.
+	done chan struct{}
+	ok   bool
 
 	stats *stats
 }
@@ -109,7 +117,6 @@ func (w *writer) reset(ctx context.Context, solo bool) {
 	w.begun, w.wrote, w.broken = false, false, nil
 	if w.rooms == nil {
 		w.rooms = make(map[chat.ID]*roomState)
-		w.cache = make(map[chat.ID]*roomCache)
 	}
 	clear(w.rooms)
 	clear(w.order)
@@ -117,8 +124,8 @@ func (w *writer) reset(ctx context.Context, solo bool) {
 	w.log = w.log[:0]
 	w.locks = 0
 	w.rd = reader{ctx: ctx, q: w}
-	if len(w.cache) > writerCacheMax {
-		clear(w.cache)
+	if len(w.s.rc) > writerCacheMax {
+		clear(w.s.rc)
 	}
 }
 
@@ -165,7 +172,7 @@ func (w *writer) undoFn() {
 // may hold what it wrote.
 func (w *writer) forgetTouched() {
 	for _, st := range w.rooms {
-		delete(w.cache, st.id)
+		delete(w.s.rc, st.id)
 	}
 }
 
@@ -202,20 +209,40 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 func (w *writer) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := w.begin(); err != nil {
-		return errRow{err}
+	if w.broken != nil {
+		return errRow{w.broken}
 	}
-	return checkedRow{w, w.conn.QueryRow(ctx, sql, args...)}
+	if !w.begun {
+		// BEGIN goes in the same round trip as the transaction's first statement.
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(sql, args...)
+		br := w.conn.SendBatch(ctx, b)
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			w.broken = err
+			return errRow{err}
+		}
+		w.begun = true
+		return checkedRow{w, br.QueryRow(), br}
+	}
+	return checkedRow{w, w.conn.QueryRow(ctx, sql, args...), nil}
 }
 
-// checkedRow notes a failed statement.
+// checkedRow notes a failed statement, and closes the pipeline the row came in, if any.
 type checkedRow struct {
 	w   *writer
 	row pgx.Row
+	br  pgx.BatchResults
 }
 
 func (r checkedRow) Scan(dst ...any) error {
 	err := r.row.Scan(dst...)
+	if r.br != nil {
+		if cerr := r.br.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) && r.w.broken == nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) || classify(err) != err { // a database or connection error, not a scan error
@@ -298,16 +325,26 @@ func (w *writer) lock(id chat.ID) (*roomState, error) {
 		return nil, w.check(fmt.Errorf("postgres store: lock room: %w", classify(err)))
 	}
 	st := &roomState{id: id, exists: true, room: r, version: meta.version, inc: meta.inc, dbLast: r.LastPos, logIdx: -1}
-	if c := w.cache[id]; c != nil && c.inc == meta.inc && c.version == meta.version {
+	if c := w.s.rc[id]; c != nil && c.inc == meta.inc && c.version == meta.version {
 		st.cache = c
 	} else {
 		st.cache = newRoomCache(meta)
-		w.cache[id] = st.cache
+		w.s.rc[id] = st.cache
 	}
 	w.rooms[id] = st
 	w.locks++
 	w.addOrder(st)
 	return st, nil
+}
+
+// detach takes a room's cache out of Store.rc before the transaction changes what it holds.
+func (w *writer) detach(st *roomState) {
+	if !st.detached {
+		st.detached = true
+		if w.s.rc[st.id] == st.cache {
+			delete(w.s.rc, st.id)
+		}
+	}
 }
 
 func newRoomCache(m roomMeta) *roomCache {
@@ -674,8 +711,8 @@ func (w *writer) PutRoom(r chat.Room) error {
 		if n == 0 {
 			return conflict("room name %q", r.Name)
 		}
+		w.detach(st)
 		st.version++
-		st.cache.version++ // the cache is still valid: nothing it holds changed
 		r.LastPos, r.LastTime = st.room.LastPos, st.room.LastTime
 		st.room = cloneRoom(r)
 		return nil
@@ -691,8 +728,7 @@ func (w *writer) PutRoom(r chat.Room) error {
 	w.dirty, w.wrote = true, true
 	r.LastPos, r.LastTime = 0, time.Time{}
 	*st = roomState{id: r.ID, exists: true, room: cloneRoom(r), inc: inc, logIdx: st.logIdx, flushed: st.flushed,
-		cache: newRoomCache(roomMeta{inc: inc})}
-	w.cache[r.ID] = st.cache
+		cache: newRoomCache(roomMeta{inc: inc}), detached: true}
 	w.locks++
 	w.addOrder(st)
 	return nil
@@ -716,7 +752,7 @@ func (w *writer) DeleteRoom(id chat.ID) error {
 	w.dirty, w.wrote = true, true
 	// What was buffered for the room goes with it.
 	*st = roomState{id: id, logIdx: -1, flushed: st.flushed}
-	delete(w.cache, id)
+	delete(w.s.rc, id)
 	w.log = append(w.log, change{room: id, deleted: true})
 	return nil
 }
@@ -753,6 +789,7 @@ func (w *writer) PutMember(m chat.Member) error {
 	}
 	w.dirty, w.wrote = true, true
 	st.bump = true
+	w.detach(st)
 	c := st.cache
 	if u, ok := c.byMember[m.ID]; ok { // the record's cached entry, under whatever user
 		delete(c.byUser, u)
@@ -904,13 +941,13 @@ func (c *eventColumns) add(ev *chat.Event) {
 	c.prev = append(c.prev, int64(ev.Prev))
 }
 
-// commit writes what the transaction buffered and commits, in one round trip. It returns
-// an error wrapping errUnknownOutcome if the connection failed before the commit's result
-// arrived.
-func (w *writer) commit(cols *eventColumns) (bool, error) {
+// send writes what the transaction buffered and COMMIT, in one pipeline; finish reads the
+// results. It returns nil if no transaction was begun.
+func (w *writer) send() pgx.BatchResults {
 	if !w.begun {
-		return false, nil
+		return nil
 	}
+	cols := &w.cols
 	b := &pgx.Batch{}
 	cols.reset()
 	var revRoom []chat.ID
@@ -954,37 +991,48 @@ func (w *writer) commit(cols *eventColumns) (bool, error) {
 		b.Queue(insertChangesSQL, cr, cf, ct, cd)
 	}
 	b.Queue("COMMIT")
-	br := w.conn.SendBatch(w.ctx, b)
+	w.begun = false
+	w.nstmt = b.Len()
+	return w.conn.SendBatch(w.ctx, b)
+}
+
+// finish reads the results of send's pipeline. It returns an error wrapping
+// errUnknownOutcome if the connection failed before the commit's result arrived.
+func (w *writer) finish(br pgx.BatchResults) error {
+	if br == nil {
+		return nil
+	}
 	var err error
-	for i := range b.Len() {
+	for i := range w.nstmt {
 		tag, e := br.Exec()
 		if e != nil {
 			err = e
 			break
 		}
-		if i == b.Len()-1 && tag.String() != "COMMIT" {
+		if i == w.nstmt-1 && tag.String() != "COMMIT" {
 			err = fmt.Errorf("postgres store: COMMIT answered %s", tag)
 		}
 	}
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	w.begun = false
 	if err == nil {
-		return true, nil
+		return nil
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		// The database refused a statement or the commit: nothing is committed.
 		if !w.conn.IsClosed() {
-			if _, rerr := w.conn.Exec(context.WithoutCancel(w.ctx), "ROLLBACK"); rerr != nil {
-				w.conn.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, rerr := w.conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+				w.conn.Close(ctx)
 			}
+			cancel()
 		}
-		return false, err
+		return err
 	}
 	w.conn.Close(context.Background())
-	return false, fmt.Errorf("postgres store: %w: %w (%w)", chat.ErrUnavailable, errUnknownOutcome, err)
+	return fmt.Errorf("postgres store: %w: %w (%w)", chat.ErrUnavailable, errUnknownOutcome, err)
 }
 
 // rollback ends the database transaction without keeping anything.
@@ -1000,15 +1048,22 @@ func (w *writer) rollback() {
 	w.begun = false
 }
 
-// committed updates the writer's caches after a commit.
+// committed updates the caches after a commit: detached ones go back in, at the version
+// the commit wrote, unless another lane put a newer one there meanwhile.
 func (w *writer) committed() {
 	for _, st := range w.order {
 		if !st.exists {
-			delete(w.cache, st.id)
+			delete(w.s.rc, st.id)
 			continue
 		}
-		if st.bump && st.cache != nil {
-			st.cache.version = st.version + 1
+		if st.detached && st.cache != nil {
+			st.cache.inc, st.cache.version = st.inc, st.version
+			if st.bump {
+				st.cache.version++
+			}
+			if _, ok := w.s.rc[st.id]; !ok {
+				w.s.rc[st.id] = st.cache
+			}
 		}
 	}
 }
