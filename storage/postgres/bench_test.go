@@ -25,7 +25,8 @@ import (
 // per commit. BenchmarkPlainTx is the baseline: the same appends, one plain pgx transaction
 // each (lock the room row, insert the event, update the counter, commit), from as many
 // goroutines with a connection each. BenchmarkSendNoGroupCommit is BenchmarkSend with one
-// transaction per commit, and BenchmarkSendNoMemberCache without the writer's member cache.
+// transaction per commit, BenchmarkSendNoMemberCache without the writers' member cache, and
+// BenchmarkSendWriters1 and 4 with one and four writer goroutines (default DefaultWriters).
 
 var benchSenders = []int{16, 64, 256}
 
@@ -141,6 +142,10 @@ func BenchmarkSend(b *testing.B) { benchSend(b, nil) }
 func BenchmarkSendNoGroupCommit(b *testing.B) { benchSend(b, &Options{noGroupCommit: true}) }
 
 func BenchmarkSendNoMemberCache(b *testing.B) { benchSend(b, &Options{noMemberCache: true}) }
+
+// BenchmarkSendWriters1 and 4 are BenchmarkSend with one and four writer goroutines.
+func BenchmarkSendWriters1(b *testing.B) { benchSend(b, &Options{Writers: 1}) }
+func BenchmarkSendWriters4(b *testing.B) { benchSend(b, &Options{Writers: 4}) }
 
 func benchSend(b *testing.B, o *Options) {
 	for _, l := range layouts {

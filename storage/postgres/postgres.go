@@ -39,6 +39,11 @@ type Options struct {
 	// WriteTimeout bounds one batch: its lock waits, statements and commit (default 30s).
 	WriteTimeout time.Duration
 
+	// Writers is how many writer goroutines run batches at once, each on a connection of
+	// its own (default DefaultWriters). One is group commit as bolt does it; more overlap
+	// one batch's round trips with another's commit.
+	Writers int
+
 	// noMemberCache turns off the writer's member cache (to measure it).
 	noMemberCache bool
 	// noGroupCommit commits every transaction on its own (to measure group commit).
@@ -46,6 +51,9 @@ type Options struct {
 	// slack overrides lagSlack (tests).
 	slack time.Duration
 }
+
+// DefaultWriters is Options.Writers' default.
+const DefaultWriters = 2
 
 // DefaultChangesRetention is ChangesRetention's default.
 const DefaultChangesRetention = 10 * time.Minute
@@ -65,15 +73,12 @@ type Store struct {
 	closed  atomic.Bool
 	stopped chan struct{} // closed when the writer has exited
 
-	// The writer goroutine's: two lanes (a connection and its transaction each), so that one
-	// batch runs while the last one's commit is under way; the member caches; the
-	// transactions deferred from the last batch; the channel closed when the last commit
-	// sent has been settled.
-	lanes    [2]*writer
-	next     int
-	rc       map[chat.ID]*roomCache
-	front    []*request
-	lastDone chan struct{}
+	front    []*request // deferred from a batch: they go first in the next (under mu)
+	writers  sync.WaitGroup
+	rcMu     sync.Mutex
+	rc       map[chat.ID]*roomCache // the writers' member caches, by room
+	sendMu   sync.Mutex
+	lastDone chan struct{} // closed once the last commit sent has been settled (under sendMu)
 	stats    stats
 
 	bus    bus
@@ -162,6 +167,9 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
 	}
+	if o.Writers <= 0 {
+		o.Writers = DefaultWriters
+	}
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
@@ -181,15 +189,23 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres store: %w", classify(err))
 	}
 	s.cond.L = &s.mu
-	// The migration's connection becomes the first lane's; the second connects when first used.
-	s.lanes[0] = &writer{s: s, conn: conn, stats: &s.stats}
-	s.lanes[1] = &writer{s: s, stats: &s.stats}
 	s.rc = make(map[chat.ID]*roomCache)
 	s.lastDone = make(chan struct{})
 	close(s.lastDone)
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.bus.init(s)
-	go s.writer()
+	for i := range o.Writers {
+		w := &writer{s: s, stats: &s.stats}
+		if i == 0 {
+			w.conn = conn // the migration's connection; the others connect when first used
+		}
+		s.writers.Add(1)
+		go s.writer(w)
+	}
+	go func() {
+		s.writers.Wait()
+		close(s.stopped)
+	}()
 	return s, nil
 }
 
@@ -283,9 +299,10 @@ const maxYields = 16
 // before it runs alone, with every lock waiting.
 const soloAfter = 3
 
-// writer is the one goroutine that writes.
-func (s *Store) writer() {
-	defer close(s.stopped)
+// writer is one writer goroutine: it takes everything queued (up to MaxBatch) and runs it
+// as one database transaction.
+func (s *Store) writer(w *writer) {
+	defer s.writers.Done()
 	var batch []*request
 	last := 0
 	for {
@@ -294,8 +311,9 @@ func (s *Store) writer() {
 			s.cond.Wait()
 		}
 		if s.closing {
-			q := s.queue
-			s.queue = nil
+			q, f := s.queue, s.front
+			s.queue, s.front = nil, nil
+			s.cond.Broadcast() // the other writers
 			s.mu.Unlock()
 			for _, r := range q {
 				if r.state.CompareAndSwap(queued, taken) {
@@ -303,17 +321,11 @@ func (s *Store) writer() {
 					r.done <- struct{}{}
 				}
 			}
-			for _, w := range s.lanes {
-				s.reclaim(w)
-			}
-			for _, r := range s.front {
+			for _, r := range f {
 				settle(r, closedErr())
 			}
-			s.front = nil
-			for _, w := range s.lanes {
-				if w.conn != nil {
-					w.conn.Close(context.Background())
-				}
+			if w.conn != nil {
+				w.conn.Close(context.Background())
 			}
 			return
 		}
@@ -356,12 +368,12 @@ func (s *Store) writer() {
 			clear(s.queue[rest:])
 			s.queue = s.queue[:rest]
 		}
+		if len(s.queue) > 0 || len(s.front) > 0 {
+			s.cond.Signal() // more for another writer
+		}
 		last = len(batch)
 		s.mu.Unlock()
 
-		w := s.lanes[s.next]
-		s.next ^= 1
-		s.reclaim(w)
 		s.commit(w, batch, solo)
 		clear(batch)
 	}
@@ -384,24 +396,8 @@ const maxRetries = 8
 // reported as soon as a few quick tries have failed.
 const maxConnRetries = 3
 
-// reclaim waits until the lane's last commit has been settled and updates the caches with
-// its outcome.
-func (s *Store) reclaim(w *writer) {
-	if w.done == nil {
-		return
-	}
-	<-w.done
-	w.done = nil
-	if w.ok {
-		w.committed()
-	} else {
-		w.forgetTouched()
-	}
-}
-
-// commit runs a batch of transactions on lane w in one database transaction, sends its
-// commit, and leaves the rest to complete, in a goroutine of its own, so that the next batch
-// runs on the other lane meanwhile.
+// commit runs a batch of transactions in one database transaction of writer w and commits
+// it.
 func (s *Store) commit(w *writer, batch []*request, solo bool) {
 	live := batch[:0]
 	for _, r := range batch {
@@ -506,10 +502,21 @@ attempt:
 			}
 		}
 		s.requeue(live)
+		// Commits are settled in the order they were sent: a room's commits are sent in
+		// its commit order (a writer locks the room only once the last commit that held
+		// it is done), so its AfterCommit functions run in position order.
+		done := make(chan struct{})
+		s.sendMu.Lock()
 		br := w.send()
-		prev, done := s.lastDone, make(chan struct{})
-		s.lastDone, w.done = done, done
-		go s.complete(w, br, acks, prev, done, cancel)
+		prev := s.lastDone
+		s.lastDone = done
+		s.sendMu.Unlock()
+		s.complete(w, br, acks, prev, done, cancel)
+		if w.ok {
+			w.committed()
+		} else {
+			w.forgetTouched()
+		}
 		return
 	}
 }
@@ -519,12 +526,15 @@ func (s *Store) requeue(live []*request) {
 	for _, r := range live {
 		if r.deferred {
 			r.deferrals++
+			s.mu.Lock()
 			s.front = append(s.front, r)
+			s.cond.Signal()
+			s.mu.Unlock()
 		}
 	}
 }
 
-// complete reads the outcome of lane w's commit, waits until the commit sent before it has
+// complete reads the outcome of w's commit, waits until the commit sent before it has
 // been settled (so that AfterCommit functions run one at a time, in commit order), then runs
 // the batch's AfterCommit functions and acknowledges its transactions.
 func (s *Store) complete(w *writer, br pgx.BatchResults, acks []*request, prev, done chan struct{}, cancel context.CancelFunc) {

@@ -73,8 +73,8 @@ type undo struct {
 	logIdx   int
 }
 
-// writer is the state of the writer goroutine: its connection, its current database
-// transaction and its caches. It implements chat.Tx for the function it runs.
+// writer is one writer goroutine's state: its connection and its current database
+// transaction. It implements chat.Tx for the function it runs.
 type writer struct {
 	s    *Store
 	conn *pgx.Conn
@@ -98,12 +98,8 @@ type writer struct {
 	after []func()
 
 	cols  eventColumns
-	nstmt int // statements in the pipeline send sent
-
-	// done is closed when the lane's last commit has been settled (its outcome in ok);
-	// until then the writer goroutine leaves the lane alone.
-	done chan struct{}
-	ok   bool
+	nstmt int  // statements in the pipeline send sent
+	ok    bool // the last commit succeeded
 
 	stats *stats
 }
@@ -124,9 +120,11 @@ func (w *writer) reset(ctx context.Context, solo bool) {
 	w.log = w.log[:0]
 	w.locks = 0
 	w.rd = reader{ctx: ctx, q: w}
+	w.s.rcMu.Lock()
 	if len(w.s.rc) > writerCacheMax {
 		clear(w.s.rc)
 	}
+	w.s.rcMu.Unlock()
 }
 
 // beginFn prepares the writer to run one function.
@@ -171,9 +169,11 @@ func (w *writer) undoFn() {
 // forgetTouched drops the caches of the rooms of a transaction that was rolled back: they
 // may hold what it wrote.
 func (w *writer) forgetTouched() {
+	w.s.rcMu.Lock()
 	for _, st := range w.rooms {
 		delete(w.s.rc, st.id)
 	}
+	w.s.rcMu.Unlock()
 }
 
 // The querier the reader runs on: the writer's connection, in its transaction, begun on
@@ -325,12 +325,14 @@ func (w *writer) lock(id chat.ID) (*roomState, error) {
 		return nil, w.check(fmt.Errorf("postgres store: lock room: %w", classify(err)))
 	}
 	st := &roomState{id: id, exists: true, room: r, version: meta.version, inc: meta.inc, dbLast: r.LastPos, logIdx: -1}
+	w.s.rcMu.Lock()
 	if c := w.s.rc[id]; c != nil && c.inc == meta.inc && c.version == meta.version {
 		st.cache = c
 	} else {
 		st.cache = newRoomCache(meta)
 		w.s.rc[id] = st.cache
 	}
+	w.s.rcMu.Unlock()
 	w.rooms[id] = st
 	w.locks++
 	w.addOrder(st)
@@ -341,9 +343,11 @@ func (w *writer) lock(id chat.ID) (*roomState, error) {
 func (w *writer) detach(st *roomState) {
 	if !st.detached {
 		st.detached = true
+		w.s.rcMu.Lock()
 		if w.s.rc[st.id] == st.cache {
 			delete(w.s.rc, st.id)
 		}
+		w.s.rcMu.Unlock()
 	}
 }
 
@@ -752,7 +756,9 @@ func (w *writer) DeleteRoom(id chat.ID) error {
 	w.dirty, w.wrote = true, true
 	// What was buffered for the room goes with it.
 	*st = roomState{id: id, logIdx: -1, flushed: st.flushed}
+	w.s.rcMu.Lock()
 	delete(w.s.rc, id)
+	w.s.rcMu.Unlock()
 	w.log = append(w.log, change{room: id, deleted: true})
 	return nil
 }
@@ -1051,6 +1057,8 @@ func (w *writer) rollback() {
 // committed updates the caches after a commit: detached ones go back in, at the version
 // the commit wrote, unless another lane put a newer one there meanwhile.
 func (w *writer) committed() {
+	w.s.rcMu.Lock()
+	defer w.s.rcMu.Unlock()
 	for _, st := range w.order {
 		if !st.exists {
 			delete(w.s.rc, st.id)
