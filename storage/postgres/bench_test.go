@@ -231,3 +231,49 @@ func BenchmarkPlainTx(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStoreSend is what the engine's Send does in the store (read the room, read the
+// member, append), through Update (hint=no) and through UpdateRooms, which locks the rooms
+// of a batch in one round trip (hint=yes).
+func BenchmarkStoreSend(b *testing.B) {
+	for _, hint := range []bool{false, true} {
+		for _, l := range layouts {
+			for _, n := range benchSenders {
+				b.Run(fmt.Sprintf("hint=%v/%s/senders=%d", hint, l.name, n), func(b *testing.B) {
+					s := open(b, pgtest.DB(b), nil)
+					e, err := chat.Open(ctx, s)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer e.Close()
+					users, own := setup(b, e, l.rooms, n)
+					before := s.Stats()
+					t0 := time.Now()
+					runSenders(b, n, func(g, i int) error {
+						room := own[g][i%len(own[g])]
+						fn := func(tx chat.Tx) error {
+							if _, err := tx.Room(room); err != nil {
+								return err
+							}
+							m, err := tx.MemberByUser(room, users[g])
+							if err != nil {
+								return err
+							}
+							ev := chat.Event{RoomID: room, Type: chat.EventMessage, From: m.ID, User: users[g], Text: text200, Time: time.Now()}
+							return tx.Append(&ev)
+						}
+						if hint {
+							return s.UpdateRooms(ctx, []chat.ID{room}, fn)
+						}
+						return s.Update(ctx, fn)
+					})
+					el := time.Since(t0)
+					after := s.Stats()
+					commits := after.Commits - before.Commits
+					b.ReportMetric(float64(commits)/el.Seconds(), "commits/s")
+					b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(max(1, commits)), "txs/commit")
+				})
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -83,7 +84,7 @@ func checkAcks(t *testing.T, got map[chat.ID][]chat.Event, acks []ack) {
 // crosswise runs writers on two stores of one database. Each transaction appends to one or
 // two rooms (two in the opposite order on each store, so that batches of the two stores hold
 // rooms the other wants) and every ninth fails after writing.
-func crosswise(t *testing.T, nRooms, writers, each int) {
+func crosswise(t *testing.T, nRooms, writers, each int, hint bool) {
 	testkit.CheckLeaks(t)
 	dsn := pgtest.DB(t, pgtest.Fast())
 	stores := []*Store{open(t, dsn, nil), open(t, dsn, nil)}
@@ -125,7 +126,11 @@ func crosswise(t *testing.T, nRooms, writers, each int) {
 					fail, dirty := i%9 == 4, i%11 == 5
 					fail = fail || dirty
 					var got []ack
-					err := s.Update(ctx, func(tx chat.Tx) error {
+					update := s.Update
+					if hint && i%2 == 0 { // half with the rooms said beforehand
+						update = func(ctx context.Context, fn func(chat.Tx) error) error { return s.UpdateRooms(ctx, targets, fn) }
+					}
+					err := update(ctx, func(tx chat.Tx) error {
 						got = got[:0]
 						for k, room := range targets {
 							if _, err := tx.Room(room); err != nil {
@@ -191,7 +196,13 @@ func crosswise(t *testing.T, nRooms, writers, each int) {
 var errBoom = errors.New("boom")
 
 // TestCrosswiseHotRoom: two stores write into one room (and, crosswise, into a second).
-func TestCrosswiseHotRoom(t *testing.T) { crosswise(t, 2, 16, 40) }
+func TestCrosswiseHotRoom(t *testing.T) { crosswise(t, 2, 16, 40, false) }
+
+// TestCrosswiseHinted: the same, half the transactions through UpdateRooms.
+func TestCrosswiseHinted(t *testing.T) {
+	t.Run("hot", func(t *testing.T) { crosswise(t, 2, 16, 40, true) })
+	t.Run("rooms", func(t *testing.T) { crosswise(t, 1000, 32, 40, true) })
+}
 
 // TestCrosswiseRooms: two stores write into 1,000 rooms, some transactions into two.
-func TestCrosswiseRooms(t *testing.T) { crosswise(t, 1000, 32, 40) }
+func TestCrosswiseRooms(t *testing.T) { crosswise(t, 1000, 32, 40, false) }

@@ -14,7 +14,6 @@ import (
 	"github.com/parley-chat/chat"
 )
 
-// Options configure Open. A nil *Options means the defaults.
 type Options struct {
 	// MaxBatch is the most transactions one commit holds (default 1024).
 	MaxBatch int
@@ -52,14 +51,10 @@ type Options struct {
 	slack time.Duration
 }
 
-// DefaultWriters is Options.Writers' default.
 const DefaultWriters = 2
 
-// DefaultChangesRetention is ChangesRetention's default.
 const DefaultChangesRetention = 10 * time.Minute
 
-// Store is a chat.Store and chat.BusStore on PostgreSQL. Its methods are safe for
-// concurrent use.
 type Store struct {
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig
@@ -91,7 +86,6 @@ type stats struct {
 	commits, txs, reruns, retries, failed, busy atomic.Uint64
 }
 
-// Stats counts the writer's work since Open.
 type Stats struct {
 	// Commits is the number of database commits that succeeded; Transactions / Commits is
 	// the average batch.
@@ -110,15 +104,14 @@ type Stats struct {
 	Busy uint64
 }
 
-// Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Commits: s.stats.commits.Load(), Transactions: s.stats.txs.Load(), Reruns: s.stats.reruns.Load(),
 		Retries: s.stats.retries.Load(), FailedCommits: s.stats.failed.Load(), Busy: s.stats.busy.Load()}
 }
 
-// request is one Update waiting for the writer.
 type request struct {
 	fn        func(chat.Tx) error
+	rooms     []chat.ID // the rooms fn will touch, if the caller said (UpdateRooms)
 	state     atomic.Int32 // queued, taken or cancelled
 	err       error
 	after     []func()
@@ -135,15 +128,7 @@ const (
 	cancelled
 )
 
-// Requests are not pooled: the writer reads a request's flags after settling it (a batch
-// run again skips the settled ones), and a completed batch's requests are settled by
-// another goroutine than the one that runs the next batch.
 
-// Open connects to the database dsn names (a URL or keyword/value connection string, as
-// pgx takes it), creates or upgrades the store's tables (under an advisory lock: processes
-// that start together migrate once), and returns the Store. A database whose schema is newer
-// than this package's gives an error wrapping ErrSchemaTooNew that names both versions. A
-// database that cannot be reached gives an error wrapping chat.ErrUnavailable.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -209,8 +194,6 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// View implements chat.Store: fn runs in a REPEATABLE READ, READ ONLY transaction, so that
-// all its reads see one state.
 func (s *Store) View(ctx context.Context, fn func(chat.ReadTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -233,15 +216,19 @@ func (s *Store) View(ctx context.Context, fn func(chat.ReadTx) error) error {
 	return fn(rt)
 }
 
-// Update implements chat.Store: fn joins the next group commit, and Update returns once that
-// commit has returned. If the connection is lost while the commit is under way, the outcome
-// is unknown: Update then returns an error wrapping chat.ErrUnavailable, and the transaction
-// may or may not have been committed (the engine's client keys make a retry safe).
 func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
+	return s.UpdateRooms(ctx, nil, fn)
+}
+
+// UpdateRooms is Update for a transaction that says which rooms it will touch: the writer
+// locks the rooms of all such transactions of a batch in one round trip (FOR UPDATE SKIP
+// LOCKED) before it runs them, instead of one round trip per room when each is first
+// touched. The rooms are a hint: fn may touch others, or fewer.
+func (s *Store) UpdateRooms(ctx context.Context, rooms []chat.ID, fn func(chat.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{fn: fn, done: make(chan struct{}, 1)}
+	r := &request{fn: fn, rooms: rooms, done: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -272,8 +259,6 @@ func (s *Store) Update(ctx context.Context, fn func(chat.Tx) error) error {
 	return err
 }
 
-// Close implements chat.Store: the batch under way finishes, transactions still queued fail
-// with chat.ErrClosed, and the connections are closed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closing {
@@ -291,16 +276,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// maxYields bounds how often the writer yields waiting for the last batch's waiters to queue
-// again.
 const maxYields = 16
 
-// soloAfter is how many batches may take a transaction out (it met rooms locked elsewhere)
-// before it runs alone, with every lock waiting.
 const soloAfter = 3
 
-// writer is one writer goroutine: it takes everything queued (up to MaxBatch) and runs it
-// as one database transaction.
 func (s *Store) writer(w *writer) {
 	defer s.writers.Done()
 	var batch []*request
@@ -379,7 +358,6 @@ func (s *Store) writer(w *writer) {
 	}
 }
 
-// settle reports r's outcome to its waiter. The writer must not touch r afterwards.
 func settle(r *request, err error) {
 	r.err = err
 	r.ended = true
@@ -388,16 +366,10 @@ func settle(r *request, err error) {
 	r.done <- struct{}{}
 }
 
-// maxRetries bounds how often a batch is run again after a serialization failure, a
-// deadlock or a lost connection.
 const maxRetries = 8
 
-// maxConnRetries bounds the retries after a lost connection: a database that is down is
-// reported as soon as a few quick tries have failed.
 const maxConnRetries = 3
 
-// commit runs a batch of transactions in one database transaction of writer w and commits
-// it.
 func (s *Store) commit(w *writer, batch []*request, solo bool) {
 	live := batch[:0]
 	for _, r := range batch {
@@ -452,6 +424,9 @@ attempt:
 			w.conn = conn
 		}
 		w.reset(ctx, solo)
+		if !solo {
+			w.prefetch(live)
+		}
 		for _, r := range live {
 			if r.ended || r.deferred {
 				continue
@@ -521,7 +496,6 @@ attempt:
 	}
 }
 
-// requeue puts the transactions a batch took out first in the queue for the next.
 func (s *Store) requeue(live []*request) {
 	for _, r := range live {
 		if r.deferred {
@@ -534,9 +508,6 @@ func (s *Store) requeue(live []*request) {
 	}
 }
 
-// complete reads the outcome of w's commit, waits until the commit sent before it has
-// been settled (so that AfterCommit functions run one at a time, in commit order), then runs
-// the batch's AfterCommit functions and acknowledges its transactions.
 func (s *Store) complete(w *writer, br pgx.BatchResults, acks []*request, prev, done chan struct{}, cancel context.CancelFunc) {
 	defer close(done)
 	err := w.finish(br)
@@ -568,7 +539,6 @@ func (s *Store) complete(w *writer, br pgx.BatchResults, acks []*request, prev, 
 	}
 }
 
-// run calls r.fn, turning a panic into an error (the waiter panics again).
 func (s *Store) run(w *writer, r *request) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

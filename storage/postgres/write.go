@@ -324,19 +324,7 @@ func (w *writer) lock(id chat.ID) (*roomState, error) {
 	if err != nil {
 		return nil, w.check(fmt.Errorf("postgres store: lock room: %w", classify(err)))
 	}
-	st := &roomState{id: id, exists: true, room: r, version: meta.version, inc: meta.inc, dbLast: r.LastPos, logIdx: -1}
-	w.s.rcMu.Lock()
-	if c := w.s.rc[id]; c != nil && c.inc == meta.inc && c.version == meta.version {
-		st.cache = c
-	} else {
-		st.cache = newRoomCache(meta)
-		w.s.rc[id] = st.cache
-	}
-	w.s.rcMu.Unlock()
-	w.rooms[id] = st
-	w.locks++
-	w.addOrder(st)
-	return st, nil
+	return w.locked(r, meta), nil
 }
 
 // detach takes a room's cache out of Store.rc before the transaction changes what it holds.
@@ -349,6 +337,84 @@ func (w *writer) detach(st *roomState) {
 		}
 		w.s.rcMu.Unlock()
 	}
+}
+
+// prefetch locks, in one round trip that also begins the transaction, the rooms the batch's
+// transactions said they would touch, skipping those locked elsewhere (they are locked, or
+// found busy, when first touched, as without a hint).
+func (w *writer) prefetch(live []*request) {
+	var ids []chat.ID
+	for _, r := range live {
+		if !r.ended && !r.deferred {
+			ids = append(ids, r.rooms...)
+		}
+	}
+	if len(ids) == 0 || w.begun || w.broken != nil {
+		return
+	}
+	slices.SortFunc(ids, func(a, b chat.ID) int { return bytesCompare(a[:], b[:]) })
+	ids = slices.Compact(ids)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT `+roomCols+` FROM parley_rooms WHERE id = ANY($1) FOR UPDATE SKIP LOCKED`, ids)
+	br := w.conn.SendBatch(w.ctx, b)
+	defer func() {
+		if err := br.Close(); err != nil && w.broken == nil {
+			w.broken = err
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		w.broken = err
+		return
+	}
+	w.begun = true
+	rows, err := br.Query()
+	if err != nil {
+		w.broken = err
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, meta, err := scanRoom(rows)
+		if err != nil {
+			w.broken = err
+			return
+		}
+		w.locked(r, meta)
+	}
+	if err := rows.Err(); err != nil {
+		w.broken = err
+	}
+}
+
+func bytesCompare(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// locked records a room row the transaction has locked.
+func (w *writer) locked(r chat.Room, meta roomMeta) *roomState {
+	id := r.ID
+	st := &roomState{id: id, exists: true, room: r, version: meta.version, inc: meta.inc, dbLast: r.LastPos, logIdx: -1}
+	w.s.rcMu.Lock()
+	if c := w.s.rc[id]; c != nil && c.inc == meta.inc && c.version == meta.version {
+		st.cache = c
+	} else {
+		st.cache = newRoomCache(meta)
+		w.s.rc[id] = st.cache
+	}
+	w.s.rcMu.Unlock()
+	w.rooms[id] = st
+	w.locks++
+	w.addOrder(st)
+	return st
 }
 
 func newRoomCache(m roomMeta) *roomCache {
