@@ -277,3 +277,50 @@ func BenchmarkStoreSend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRead50 reads 50 events from the start, middle and end of a room of 10,000 events
+// in one View (the room, then its events), with the block cache and without it.
+func BenchmarkRead50(b *testing.B) {
+	dsn := pgtest.DB(b, pgtest.Fast())
+	room := chat.Room{ID: chat.ID{1}}
+	s := open(b, dsn, nil)
+	if err := s.Update(ctx, func(tx chat.Tx) error { return tx.PutRoom(room) }); err != nil {
+		b.Fatal(err)
+	}
+	const n = 10000
+	for done := 0; done < n; done += 1000 {
+		err := s.Update(ctx, func(tx chat.Tx) error {
+			for range 1000 {
+				ev := chat.Event{RoomID: room.ID, Type: chat.EventMessage, Text: text200}
+				if err := tx.Append(&ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, cache := range []int{0, -1} {
+		st := open(b, dsn, &Options{CacheEvents: cache})
+		for _, from := range []uint64{1, n / 2, n - 49} {
+			b.Run(fmt.Sprintf("cache=%v/from=%d", cache == 0, from), func(b *testing.B) {
+				var buf []chat.Event
+				for b.Loop() {
+					err := st.View(ctx, func(tx chat.ReadTx) error {
+						if _, err := tx.Room(room.ID); err != nil {
+							return err
+						}
+						var err error
+						buf, err = tx.Events(room.ID, from, 50, false, buf[:0])
+						return err
+					})
+					if err != nil || len(buf) != 50 {
+						b.Fatal(len(buf), err)
+					}
+				}
+			})
+		}
+	}
+}

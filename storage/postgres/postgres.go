@@ -111,7 +111,7 @@ func (s *Store) Stats() Stats {
 
 type request struct {
 	fn        func(chat.Tx) error
-	rooms     []chat.ID // the rooms fn will touch, if the caller said (UpdateRooms)
+	rooms     []chat.ID    // the rooms fn will touch, if the caller said (UpdateRooms)
 	state     atomic.Int32 // queued, taken or cancelled
 	err       error
 	after     []func()
@@ -127,7 +127,6 @@ const (
 	taken
 	cancelled
 )
-
 
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	var o Options
