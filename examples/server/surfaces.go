@@ -38,12 +38,12 @@ var (
 
 // mountOptions is what mount needs besides the engine.
 type mountOptions struct {
-	base    string          // the server's public URL, for links
-	creds   *credentials    // what the surfaces check clients against
-	origins []string        // browser origins allowed besides the server's own (-origins)
-	demo    *demo           // the demo's credentials; nil without -demo
-	log     *slog.Logger    //
-	lim     *limit.Limiter  // the server's one rate limiter
+	base    string         // the server's public URL, for links
+	creds   *credentials   // what the surfaces check clients against
+	origins []string       // browser origins allowed besides the server's own (-origins)
+	demo    *demo          // the demo's credentials; nil without -demo
+	log     *slog.Logger   //
+	lim     *limit.Limiter // the server's one rate limiter
 	// stopping ends when the server begins to shut down: the demo's long polls answer then.
 	stopping context.Context
 }
