@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/chat/httpapi/airy"
 	"github.com/parley-chat/chat/internal/httpx"
 	"github.com/parley-chat/chat/limit"
+	"github.com/parley-chat/chat/wsapi/bezlimit"
 )
 
 // The demo page's own API, served with -demo only, under /demo/api/. It is not a vendor
@@ -98,8 +99,9 @@ func (a *demoAPI) fail(w http.ResponseWriter, err error) {
 
 // demoConfig is the answer of /demo/api/config.
 type demoConfig struct {
-	AiryChannelID string `json:"airy_channel_id"`
-	OperatorToken string `json:"operator_token"`
+	AiryChannelID string        `json:"airy_channel_id"`
+	OperatorToken string        `json:"operator_token"`
+	Operator      bezlimit.User `json:"operator"` // the user OperatorToken stands for
 }
 
 func (a *demoAPI) config(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +109,7 @@ func (a *demoAPI) config(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, demoConfig{
 		AiryChannelID: a.demo.get(varAiryChannel),
 		OperatorToken: a.demo.get(varBezOperator),
+		Operator:      demoOperator,
 	})
 }
 
