@@ -113,6 +113,7 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{name: "a certificate without its key", args: []string{"-tls-cert", "c.pem"}, want: "go together"},
 		{name: "a public URL without a scheme", args: []string{"-public-url", "chat.example.com"}, want: "-public-url"},
 		{name: "a public URL with a query", args: []string{"-public-url", "https://x.example/?a=1"}, want: "-public-url"},
+		{name: "a public URL with a path", args: []string{"-public-url", "https://x.example/chat"}, want: "root of its host"},
 		{name: "an origin with a path", args: []string{"-origins", "https://x.example/app"}, want: "-origins"},
 		{name: "an origin without a scheme", args: []string{"-origins", "x.example"}, want: "-origins"},
 		{name: "a wildcard origin", args: []string{"-origins", "https://*.example.com"}, want: "-origins"},

@@ -39,17 +39,19 @@ func splitList(s string) []string {
 	return out
 }
 
-// parsePublicURL checks a -public-url: http or https, a host, no query or fragment. A path
-// is kept (a server behind a proxy under a prefix), without its trailing slash.
+// parsePublicURL checks a -public-url: http or https, a host, nothing after it. The server's
+// paths are at the root of its host (the Airy widget's socket is at /ws.chatplugin whatever
+// else), so a URL with a path is refused rather than make links that lead nowhere.
 func parsePublicURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", fmt.Errorf("-public-url %q: %v", s, err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("-public-url %q: want http(s)://host[:port][/path]", s)
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("-public-url %q: want http(s)://host[:port], the server at the root of its host", s)
 	}
-	return strings.TrimRight(u.String(), "/"), nil
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // checkOrigin checks one -origins item: "*" or scheme://host[:port], as a browser writes an
@@ -137,7 +139,7 @@ func describeAddr(a net.Addr) string {
 		return a.String()
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || host == "" {
-		return "port " + port + " on every interface"
+		return ":" + port + " (every interface)"
 	}
 	return a.String()
 }

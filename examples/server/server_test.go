@@ -67,7 +67,7 @@ type server struct {
 }
 
 // listening reads the first line of the banner: the address and the public URL.
-var listening = regexp.MustCompile(`listening on (\S+) at (https?)://(\S+)`)
+var listening = regexp.MustCompile(`listening on (\S+)(?: \(every interface\))? at (https?)://(\S+)`)
 
 // serverArgs are the arguments that run the server on a free port with its files in dir,
 // followed by extra.
