@@ -20,7 +20,7 @@ import (
 func defaults() config {
 	nofile, known := openFileLimit()
 	return config{
-		addr: "127.0.0.1:8080", db: "parley.db", demoFile: "parley-demo.env",
+		addr: "127.0.0.1:8080", data: "parley-data", demo: true,
 		readHeaderTimeout: 10 * time.Second, readTimeout: 30 * time.Second,
 		writeTimeout: 30 * time.Second, idleTimeout: time.Minute, maxHeaderBytes: 64 << 10,
 		conns: limit.Conns{PerClient: 64, Total: defaultMaxConns(nofile, known)},
@@ -59,6 +59,26 @@ func TestParseFlags(t *testing.T) {
 			want: func(c *config) { c.idleTimeout, c.addr = 7*time.Second, ":1" }},
 		{name: "timeouts off", args: []string{"-read-timeout", "0", "-write-timeout", "0"},
 			want: func(c *config) { c.readTimeout, c.writeTimeout = 0, 0 }},
+		{name: "operating", args: []string{
+			"-addr", ":8443", "-public-url", "https://chat.example.com/", "-data", "/var/lib/parley", "-db", "/srv/chat.db",
+			"-tls-cert", "cert.pem", "-tls-key", "key.pem", "-origins", "https://shop.example.com, http://[::1]:3000",
+			"-pprof", "127.0.0.1:6060",
+		}, want: func(c *config) {
+			c.addr, c.publicURL, c.data, c.db = ":8443", "https://chat.example.com/", "/var/lib/parley", "/srv/chat.db"
+			c.tlsCert, c.tlsKey, c.pprof = "cert.pem", "key.pem", "127.0.0.1:6060"
+			c.origins = []string{"https://shop.example.com", "http://[::1]:3000"}
+		}},
+		{name: "credentials without the demo", env: map[string]string{
+			"PARLEY_DEMO": "false", "PARLEY_CHAPI_KEYS": "k1=ada,k2=bob", "PARLEY_GENESYS_SERVICES": "support",
+			"PARLEY_NEXMO_KEYS": "app=/etc/app.pem", "PARLEY_AIRY_JWT_SECRET": "@/run/secrets/airy",
+			"PARLEY_AIRY_CHANNELS": "c1", "PARLEY_AIRY_SYSTEM_TOKEN": "sys", "PARLEY_BEZLIMIT_API_TOKEN": "api",
+			"PARLEY_BEZLIMIT_TOKENS": "@tokens",
+		}, want: func(c *config) {
+			c.demo = false
+			c.creds = credentialFlags{chapiKeys: "k1=ada,k2=bob", genesysServices: "support", nexmoKeys: "app=/etc/app.pem",
+				airySecret: "@/run/secrets/airy", airyChannels: "c1", airySystemToken: "sys", bezlimitAPI: "api",
+				bezlimitTokens: "@tokens"}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +88,7 @@ func TestParseFlags(t *testing.T) {
 			}
 			want := defaults()
 			tc.want(&want)
-			if diff := cmp.Diff(want, got, cmp.AllowUnexported(config{})); diff != "" {
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(config{}, credentialFlags{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -90,6 +110,16 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{name: "bad environment", env: map[string]string{"PARLEY_READ_TIMEOUT": "soon"}, want: "PARLEY_READ_TIMEOUT"},
 		{name: "bad boolean in the environment", env: map[string]string{"PARLEY_MEM": "maybe"}, want: "PARLEY_MEM"},
 		{name: "arguments", args: []string{"serve"}, want: "unexpected arguments"},
+		{name: "a certificate without its key", args: []string{"-tls-cert", "c.pem"}, want: "go together"},
+		{name: "a public URL without a scheme", args: []string{"-public-url", "chat.example.com"}, want: "-public-url"},
+		{name: "a public URL with a query", args: []string{"-public-url", "https://x.example/?a=1"}, want: "-public-url"},
+		{name: "a public URL with a path", args: []string{"-public-url", "https://x.example/chat"}, want: "root of its host"},
+		{name: "an origin with a path", args: []string{"-origins", "https://x.example/app"}, want: "-origins"},
+		{name: "an origin without a scheme", args: []string{"-origins", "x.example"}, want: "-origins"},
+		{name: "a wildcard origin", args: []string{"-origins", "https://*.example.com"}, want: "-origins"},
+		{name: "no data directory", args: []string{"-data", ""}, want: "-data"},
+		{name: "credentials with the demo", args: []string{"-chapi-keys", "k=ada"}, want: "-demo=false"},
+		{name: "the demo flag as a file name (older versions)", env: map[string]string{"PARLEY_DEMO": "parley-demo.env"}, want: "PARLEY_DEMO"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,14 +137,17 @@ func TestUsage(t *testing.T) {
 	if _, err := parseFlagsTo([]string{"-h"}, func(string) string { return "" }, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, name := range []string{"addr", "db", "mem", "demo", "log-json", "read-header-timeout", "read-timeout",
+	for _, name := range []string{"addr", "public-url", "data", "db", "mem", "demo", "log-json", "tls-cert", "tls-key",
+		"origins", "pprof", "chapi-keys", "genesys-services", "nexmo-keys", "airy-jwt-secret", "airy-channels",
+		"airy-system-token", "bezlimit-api-token", "bezlimit-tokens", "read-header-timeout", "read-timeout",
 		"write-timeout", "idle-timeout", "max-header-bytes", "max-conns", "max-conns-per-client",
 		"create-rate", "create-burst", "write-rate", "write-burst"} {
 		if !regexp.MustCompile(`(?m)^  -`+name+`( |$)`).MatchString(out.String()) || !strings.Contains(out.String(), "(env "+envName(name)+")") {
 			t.Errorf("-h does not show -%s with %s:\n%s", name, envName(name), out.String())
 		}
 	}
-	for _, want := range []string{"-create-rate N/DURATION", "(default 1/3s)", "(default 20/s)", "(default 1m0s)", "(default 65536)"} {
+	for _, want := range []string{"-create-rate N/DURATION", "(default 1/3s)", "(default 20/s)", "(default 1m0s)", "(default 65536)",
+		"-data string", `(default "parley-data")`, "-demo\n", "(default true)", "@FILE"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("-h does not say %q:\n%s", want, out.String())
 		}

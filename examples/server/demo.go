@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,11 +21,12 @@ import (
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/httpapi/nexmo"
 	"github.com/parley-chat/chat/limit"
+	"github.com/parley-chat/chat/wsapi/bezlimit"
 )
 
 // demo holds the credentials the server makes for trying it out. They are kept in the demo
-// file as shell "export" lines, so that `. ./parley-demo.env` puts them in a shell for the
-// README's curl examples, and they stay the same across restarts.
+// file as shell "export" lines, so that `. ./parley-data/demo.env` puts them in a shell for
+// the README's curl examples, and they stay the same across restarts.
 type demo struct {
 	file string
 	vars map[string]string
@@ -50,9 +52,13 @@ const (
 	varBezVisitor    = "BEZLIMIT_VISITOR_TOKEN"
 	chapiDemoUser    = "chapi-demo"
 	nexmoTokenLife   = 24 * time.Hour
-	demoFileHeader   = "# Parley demo credentials, made by examples/server. Load them with: . ./parley-demo.env\n"
-	nexmoKeyFileName = "parley-nexmo-private.pem"
+	demoFileHeader   = "# Parley demo credentials, made by examples/server. Load them in a shell with \". FILE\".\n"
+	demoFileName     = "demo.env"
+	nexmoKeyFileName = "nexmo-private.pem" // and nexmo-public.pem beside it
 )
+
+// oldFiles are the files earlier versions kept in the working directory, before -data.
+var oldFiles = []string{"parley.db", "parley-demo.env", "parley-nexmo-private.pem", "parley-nexmo-public.pem"}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -72,10 +78,11 @@ func randomUUID() string {
 	return id.UUID()
 }
 
-// loadDemo reads the demo file, makes what is missing, writes it back and makes sure the demo
-// users exist in the engine.
-func loadDemo(ctx context.Context, e *chat.Engine, file, baseURL string) (*demo, error) {
-	d := &demo{file: file, vars: map[string]string{}}
+// loadDemo reads the demo file in the data directory dir, makes what is missing, writes it
+// back and makes sure the demo users exist in the engine. The Nexmo key pair is kept in dir
+// too.
+func loadDemo(ctx context.Context, e *chat.Engine, dir, baseURL string) (*demo, error) {
+	d := &demo{file: filepath.Join(dir, demoFileName), vars: map[string]string{}}
 	if err := d.read(); err != nil {
 		return nil, err
 	}
@@ -86,7 +93,6 @@ func loadDemo(ctx context.Context, e *chat.Engine, file, baseURL string) (*demo,
 		{varChapiKey, func() string { return randomHex(16) }},
 		{varGenesys, func() string { return "customer-support" }},
 		{varNexmoApp, randomUUID},
-		{varNexmoKeyFile, func() string { return filepath.Join(filepath.Dir(file), nexmoKeyFileName) }},
 		{varAiryChannel, randomUUID},
 		{varAirySystem, func() string { return randomHex(16) }},
 		{varAirySecret, func() string { return randomHex(32) }},
@@ -100,6 +106,8 @@ func loadDemo(ctx context.Context, e *chat.Engine, file, baseURL string) (*demo,
 		}
 	}
 	d.vars[varURL] = baseURL
+	// The key pair lives in the data directory, wherever an older file said.
+	d.vars[varNexmoKeyFile] = filepath.Join(dir, nexmoKeyFileName)
 
 	key, err := loadOrMakeKey(d.vars[varNexmoKeyFile])
 	if err != nil {
@@ -112,10 +120,7 @@ func loadDemo(ctx context.Context, e *chat.Engine, file, baseURL string) (*demo,
 	}
 	d.vars[varNexmoToken] = d.nexmoToken
 
-	u, err := e.UserByName(ctx, chapiDemoUser)
-	if errors.Is(err, chat.ErrNotFound) {
-		u, err = e.CreateUser(ctx, chat.NewUser{Name: chapiDemoUser, DisplayName: "Chapi Demo", Email: "demo@example.com"})
-	}
+	u, err := ensureUser(ctx, e, chat.NewUser{Name: chapiDemoUser, DisplayName: "Chapi Demo", Email: "demo@example.com"})
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +129,21 @@ func loadDemo(ctx context.Context, e *chat.Engine, file, baseURL string) (*demo,
 }
 
 func (d *demo) get(name string) string { return d.vars[name] }
+
+// credentials are the surfaces' credentials from the demo file: one of each kind, and two
+// Bezlimit client tokens, the demo operator's and a visitor's.
+func (d *demo) credentials() *credentials {
+	return &credentials{
+		chapiKeys:       map[string]chat.ID{d.get(varChapiKey): d.chapiUser},
+		genesysServices: []string{d.get(varGenesys)},
+		nexmoKeys:       map[string]*rsa.PublicKey{d.get(varNexmoApp): &d.nexmoKey.PublicKey},
+		airySecret:      []byte(d.get(varAirySecret)),
+		airyChannels:    []string{d.get(varAiryChannel)},
+		airySystemToken: d.get(varAirySystem),
+		bezlimitAPI:     d.get(varBezAPI),
+		bezlimitUsers:   map[string]bezlimit.User{d.get(varBezOperator): demoOperator, d.get(varBezVisitor): demoVisitor},
+	}
+}
 
 func (d *demo) read() error {
 	f, err := os.Open(d.file)
@@ -220,28 +240,37 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
 }
 
-// printBanner tells the user where everything is.
-func printBanner(w io.Writer, base string, cfg config, d *demo) {
-	storeDesc := "bbolt file " + cfg.db
+// printBanner tells the user where everything is. The first line is what tests and scripts
+// read: "Parley is listening on ADDR at URL".
+func printBanner(w io.Writer, cfg config, addr net.Addr, base string, lines []banner, d *demo, pprofAddr string) {
+	storeDesc := "bbolt file " + cfg.dbPath()
 	if cfg.mem {
 		storeDesc = "memory (nothing is kept after exit)"
 	}
-	fmt.Fprintf(w, `Parley is listening on %[1]s (store: %[2]s)
-
-  demo page        %[1]s/#operator=%[3]s&channel=%[8]s
-  8x8 Chapi        %[1]s/chapi/api/chat/v1/messages        x-api-key: %[4]s
-  Genesys v2       %[1]s/genesys/2/chat/%[5]s
-  Nexmo            %[1]s/nexmo/beta/conversations          application %[6]s, key %[7]s
-  Airy (REST)      %[1]s/airy/chatplugin.authenticate      channel_id %[8]s
-  Airy (STOMP)     ws%[9]s/ws.chatplugin
-  Bezlimit         ws%[9]s/bezlimit/chat   ws%[9]s/bezlimit/broadcast   Api-Token: %[10]s
-  health           %[1]s/healthz
-  limits           %[13]s
-
-Credentials (and a Nexmo admin token valid for 24h) are in %[11]s: . %[12]s
-`, base, storeDesc, d.get(varBezOperator), d.get(varChapiKey), d.get(varGenesys), d.get(varNexmoApp),
-		d.get(varNexmoKeyFile), d.get(varAiryChannel), strings.TrimPrefix(base, "http"), d.get(varBezAPI), d.file, sourcePath(d.file),
-		describeLimits(cfg))
+	fmt.Fprintf(w, "Parley is listening on %s at %s (store: %s)\n\n", describeAddr(addr), base, storeDesc)
+	lines = append(lines, banner{"health", base + "/healthz", ""})
+	if pprofAddr != "" {
+		lines = append(lines, banner{"pprof", "http://" + pprofAddr + "/debug/pprof/", ""})
+	}
+	lines = append(lines, banner{"limits", describeLimits(cfg), ""})
+	width := 0
+	for _, l := range lines {
+		if l.note != "" {
+			width = max(width, len(l.where))
+		}
+	}
+	for _, l := range lines {
+		if l.note == "" {
+			fmt.Fprintf(w, "  %-14s %s\n", l.name, l.where)
+		} else {
+			fmt.Fprintf(w, "  %-14s %-*s   %s\n", l.name, width, l.where, l.note)
+		}
+	}
+	if d != nil {
+		fmt.Fprintf(w, "\nDemo credentials (and a Nexmo admin token valid for 24h) are in %s: . %s\n"+
+			"The demo page makes whoever opens it the demo operator: use -demo=false where others can reach the server.\n",
+			d.file, sourcePath(d.file))
+	}
 }
 
 // describeLimits says in one line what the server lets a client do.

@@ -11,6 +11,6 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(cfg.addr, cfg.mem, cfg.db)
-	// Output: 127.0.0.1:9000 true parley.db
+	fmt.Println(cfg.addr, cfg.mem, cfg.dbPath())
+	// Output: 127.0.0.1:9000 true parley-data/parley.db
 }

@@ -39,6 +39,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,8 +48,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -61,11 +64,19 @@ import (
 
 // config is what the flags and environment say.
 type config struct {
-	addr     string // listen address
-	db       string // bbolt file
-	mem      bool   // in-memory store instead of db
-	demoFile string // where demo credentials are kept
-	logJSON  bool   // JSON logs instead of text
+	addr      string   // listen address
+	publicURL string   // the server's address for people and links; "" for one made from addr
+	data      string   // data directory: the database, the demo credentials, key files
+	db        string   // bbolt file; "" for parley.db in data
+	mem       bool     // in-memory store instead of db
+	demo      bool     // make and keep demo credentials, serve the demo page
+	logJSON   bool     // JSON logs instead of text
+	tlsCert   string   // TLS certificate chain (PEM); serve HTTPS when set, with tlsKey
+	tlsKey    string   // TLS private key (PEM)
+	origins   []string // browser origins allowed besides the server's own (CORS, WebSockets)
+	pprof     string   // address of the pprof listener; "" for none
+
+	creds credentialFlags // the surfaces' credentials without -demo
 
 	// The http.Server's limits (see newHTTPServer).
 	readHeaderTimeout time.Duration
@@ -76,6 +87,20 @@ type config struct {
 
 	conns limit.Conns // caps on open connections
 	rates limit.Rates // rate limits per client, one Limiter for every surface
+}
+
+// Files in the data directory.
+const (
+	defaultDataDir = "parley-data"
+	dbFileName     = "parley.db"
+)
+
+// dbPath is the bbolt file the configuration names.
+func (c config) dbPath() string {
+	if c.db != "" {
+		return c.db
+	}
+	return filepath.Join(c.data, dbFileName)
 }
 
 // Defaults of the flags that hold the server against a hostile network.
@@ -118,12 +143,13 @@ func defaultMaxConns(nofile uint64, known bool) int {
 }
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	cfg, err := parseFlagsTo(os.Args[1:], os.Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+		os.Exit(0) // -h: usage on stdout, as asked for
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "parley:", err)
+		fmt.Fprintln(os.Stderr, "Run with -h for the flags.")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -141,24 +167,45 @@ func envName(name string) string {
 
 // parseFlags reads the flags in args over the environment (getenv) over the defaults.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
-	return parseFlagsTo(args, getenv, os.Stderr)
+	return parseFlagsTo(args, getenv, os.Stdout)
 }
 
-func parseFlagsTo(args []string, getenv func(string) string, output io.Writer) (config, error) {
+// parseFlagsTo is parseFlags writing the usage asked for with -h to stdout. It prints nothing
+// else: the caller reports an error.
+func parseFlagsTo(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(output)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: server [flags]\n\n"+
+	// The flag package prints errors and the usage itself; this function does, so that -h
+	// goes to stdout and an error is one line on stderr.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		defer fs.SetOutput(io.Discard)
+		fmt.Fprint(w, "Usage: server [flags]\n\n"+
 			"Parley's chat server: every vendor surface on one listener. Each flag can also be set\n"+
-			"with the environment variable named after it; the command line wins.\n\n")
+			"with the environment variable named after it; the command line wins. A credential flag's\n"+
+			"value may be @FILE, to read it from that file (one list item a line). docs/server.md\n"+
+			"says more.\n\n")
 		fs.PrintDefaults()
 	}
 	cfg := config{rates: limit.DefaultRates}
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&cfg.db, "db", "parley.db", "bbolt database file")
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address (\":8080\" for every interface)")
+	fs.StringVar(&cfg.publicURL, "public-url", "",
+		"the server's URL as clients reach it, for links and printed URLs (default: from -addr, \"localhost\" for every interface)")
+	fs.StringVar(&cfg.data, "data", defaultDataDir,
+		"data directory: the database, the demo credentials and key files (made with mode 0700)")
+	fs.StringVar(&cfg.db, "db", "", "bbolt database file (default parley.db in -data)")
 	fs.BoolVar(&cfg.mem, "mem", false, "keep chats in memory instead of the database file")
-	fs.StringVar(&cfg.demoFile, "demo", "parley-demo.env", "file keeping the demo credentials")
+	fs.BoolVar(&cfg.demo, "demo", true,
+		"make demo credentials (kept in demo.env in -data) and serve the demo page; -demo=false takes credentials from the flags below")
 	fs.BoolVar(&cfg.logJSON, "log-json", false, "log in JSON")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM `file`), with -tls-key")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "the private key (PEM `file`) of -tls-cert")
+	fs.Var((*listValue)(&cfg.origins), "origins",
+		"browser origins (`scheme://host[:port]`, comma-separated, or *) whose pages may call the APIs (CORS) and open WebSockets, besides the server's own")
+	fs.StringVar(&cfg.pprof, "pprof", "", "serve net/http/pprof on this separate `address` (such as 127.0.0.1:6060); off by default")
+
+	cfg.creds.define(fs)
 
 	fs.DurationVar(&cfg.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout,
 		"most time to read a request's headers (0: the read timeout)")
@@ -196,6 +243,10 @@ func parseFlagsTo(args []string, getenv func(string) string, output io.Writer) (
 		return config{}, envErr
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return config{}, err
+		}
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -230,6 +281,27 @@ func (c config) check() error {
 			return fmt.Errorf("-%s %d: at least %d", n.name, n.v, n.min)
 		}
 	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if c.publicURL != "" {
+		if _, err := parsePublicURL(c.publicURL); err != nil {
+			return err
+		}
+	}
+	for _, o := range c.origins {
+		if err := checkOrigin(o); err != nil {
+			return err
+		}
+	}
+	if c.data == "" {
+		return errors.New("-data: a directory is needed (\".\" for the working directory)")
+	}
+	if c.demo {
+		if name := c.creds.given(); name != "" {
+			return fmt.Errorf("-%s: with -demo (the default) the server makes its own credentials; add -demo=false to give them", name)
+		}
+	}
 	return nil
 }
 
@@ -255,11 +327,26 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 	}
 	log := slog.New(handler)
 
+	var tlsConfig *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.demo || !cfg.mem && cfg.db == "" {
+		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+			return fmt.Errorf("-data: %w", err)
+		}
+		warnOldFiles(log, cfg)
+	}
+
 	var store chat.Store
 	if cfg.mem {
 		store = memory.New()
 	} else {
-		s, err := bolt.Open(cfg.db, nil)
+		s, err := bolt.Open(cfg.dbPath(), nil)
 		if err != nil {
 			return err
 		}
@@ -277,31 +364,60 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 		return err
 	}
 	ln := limit.Listener(inner, cfg.conns)
-	base := "http://" + ln.Addr().String()
+	base := baseURL(cfg.publicURL, ln.Addr(), tlsConfig != nil)
+	closeLn := func() { ln.Close() }
 
-	demo, err := loadDemo(ctx, engine, cfg.demoFile, base)
-	if err != nil {
-		ln.Close()
+	var d *demo
+	var creds *credentials
+	if cfg.demo {
+		if d, err = loadDemo(ctx, engine, cfg.data, base); err != nil {
+			closeLn()
+			return err
+		}
+		creds = d.credentials()
+	} else if creds, err = cfg.creds.resolve(ctx, engine); err != nil {
+		closeLn()
 		return err
 	}
+
+	pprofAddr := ""
+	if cfg.pprof != "" {
+		var pprofSrv *http.Server
+		if pprofSrv, pprofAddr, err = startPprof(cfg.pprof, log); err != nil {
+			closeLn()
+			return err
+		}
+		defer pprofSrv.Close()
+	}
+
 	// One Limiter for every surface, so that a client's writes count once whichever API it
 	// uses; a Limiter of zero rates limits nothing (a nil one would be each surface's default).
 	lim := limit.New(cfg.rates)
 	stopSweep := sweep(lim, ln, log, sweepEvery)
 	defer stopSweep()
-	mux, closeSurfaces, err := mount(engine, demo, base, log, lim)
+	stopping, stopped := context.WithCancel(context.Background())
+	defer stopped()
+	m, err := mount(engine, mountOptions{base: base, creds: creds, origins: cfg.origins, demo: d, log: log, lim: lim, stopping: stopping})
 	if err != nil {
-		ln.Close()
+		closeLn()
 		return err
 	}
-	defer closeSurfaces()
+	defer m.close()
 
-	srv := newHTTPServer(cfg, logRequests(log, mux), slog.NewLogLogger(handler, slog.LevelWarn))
+	srv := newHTTPServer(cfg, logRequests(log, m.handler), slog.NewLogLogger(handler, slog.LevelWarn))
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	printBanner(stdout, base, cfg, demo)
+	srv.TLSConfig = tlsConfig
+	srv.RegisterOnShutdown(stopped)
+	printBanner(stdout, cfg, ln.Addr(), base, m.lines, d, pprofAddr)
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-serveErr:
 		return err
@@ -319,6 +435,40 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// warnOldFiles tells about files that versions before -data kept in the working directory.
+// They are not read any more, nor moved: moving a database is the operator's call.
+func warnOldFiles(log *slog.Logger, cfg config) {
+	if _, err := os.Stat(cfg.dbPath()); err == nil {
+		return // the data directory is in use already
+	}
+	for _, f := range oldFiles {
+		if _, err := os.Stat(f); err == nil && filepath.Clean(cfg.data) != "." {
+			log.Warn("a file of an earlier version is in the working directory and is not read: "+
+				"the server keeps its files in -data now (docs/server.md says how to move them)", "file", f, "data", cfg.data)
+		}
+	}
+}
+
+// startPprof serves net/http/pprof on its own listener at addr, apart from the public one.
+func startPprof(addr string, log *slog.Logger) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("-pprof: %w", err)
+	}
+	if !isLoopback(ln.Addr().String()) {
+		log.Warn("pprof listens on an address other machines may reach: it shows the program's memory and code", "addr", ln.Addr())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: defaultReadHeaderTimeout}
+	go srv.Serve(ln)
+	return srv, ln.Addr().String(), nil
 }
 
 // sweep makes lim forget, every interval, the clients that went away (it keeps a bucket per

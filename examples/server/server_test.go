@@ -58,20 +58,25 @@ func buildServer(t *testing.T) string {
 
 // server is a running server process.
 type server struct {
-	cmd  *exec.Cmd
-	base string
-	env  map[string]string
-	logs *bytes.Buffer
+	cmd    *exec.Cmd
+	addr   string // where it listens
+	base   string // http://addr, or https://
+	banner string // the first line it printed
+	env    map[string]string
+	logs   *bytes.Buffer
 }
 
-var listening = regexp.MustCompile(`listening on (http://\S+)`)
+// listening reads the first line of the banner: the address and the public URL.
+var listening = regexp.MustCompile(`listening on (\S+)(?: \(every interface\))? at (https?)://(\S+)`)
 
 // serverArgs are the arguments that run the server on a free port with its files in dir,
 // followed by extra.
 func serverArgs(dir string, extra ...string) []string {
-	return append([]string{"-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "parley.db"),
-		"-demo", filepath.Join(dir, "parley-demo.env")}, extra...)
+	return append([]string{"-addr", "127.0.0.1:0", "-data", filepath.Join(dir, "parley-data")}, extra...)
 }
+
+// demoFile is where the server run with serverArgs(dir) keeps the demo credentials.
+func demoFile(dir string) string { return filepath.Join(dir, "parley-data", "demo.env") }
 
 // startServer runs the binary on a free port with its files in dir and the extra arguments,
 // and waits until it prints its address.
@@ -95,22 +100,25 @@ func startCommand(t *testing.T, dir string, cmd *exec.Cmd) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	found := make(chan string, 1)
+	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+				found <- append(m, sc.Text())
 			}
 		}
 		io.Copy(io.Discard, stdout)
 	}()
 	select {
-	case s.base = <-found:
+	case m := <-found:
+		s.addr, s.base, s.banner = m[1], m[2]+"://"+m[1], m[4]
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the server did not start; its log:\n%s", s.logs)
 	}
-	s.env = readEnvFile(t, filepath.Join(dir, "parley-demo.env"))
+	if _, err := os.Stat(demoFile(dir)); err == nil {
+		s.env = readEnvFile(t, demoFile(dir))
+	}
 	return s
 }
 

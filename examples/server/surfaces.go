@@ -2,16 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"crypto/rsa"
-	"crypto/subtle"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/chat"
@@ -34,104 +37,193 @@ var (
 	demoVisitor  = bezlimit.User{ID: 2, Role: "client", FirstName: "Victor", LastName: "Visitor"}
 )
 
-// mount builds the mux with every surface under its prefix, and returns a function that
-// closes the surfaces which keep connections or goroutines. lim is the server's one rate
-// limiter, for every surface's Config.Limiter.
-func mount(e *chat.Engine, d *demo, base string, log *slog.Logger, lim *limit.Limiter) (http.Handler, func(), error) {
+// mountOptions is what mount needs besides the engine.
+type mountOptions struct {
+	base    string         // the server's public URL, for links
+	creds   *credentials   // what the surfaces check clients against
+	origins []string       // browser origins allowed besides the server's own (-origins)
+	demo    *demo          // the demo's credentials; nil without -demo
+	log     *slog.Logger   //
+	lim     *limit.Limiter // the server's one rate limiter
+	// stopping ends when the server begins to shut down: the demo's long polls answer then.
+	stopping context.Context
+}
+
+// banner is one line of the start banner: a surface, where it is, and what a client needs.
+type banner struct{ name, where, note string }
+
+// mounted is the server's handler, what closes it, and what the banner says about it.
+type mounted struct {
+	handler http.Handler
+	close   func()
+	lines   []banner
+}
+
+// mount builds the mux with every surface whose credentials are given under its prefix,
+// the demo page and its API with -demo, and /healthz. Its close function closes the
+// surfaces which keep connections or goroutines.
+func mount(e *chat.Engine, o mountOptions) (*mounted, error) {
 	mux := http.NewServeMux()
+	m := &mounted{handler: mux}
 	var closers []func() error
-	closeAll := func() {
+	m.close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			if err := closers[i](); err != nil {
-				log.Warn("closing a surface", "err", err)
+				o.log.Warn("closing a surface", "err", err)
 			}
 		}
 	}
-	fail := func(err error) (http.Handler, func(), error) { closeAll(); return nil, nil, err }
+	fail := func(err error) (*mounted, error) { m.close(); return nil, err }
+	line := func(name, where, note string) { m.lines = append(m.lines, banner{name, where, note}) }
+	off := func(name, why string) { line(name, "off", why) }
+	ws := "ws" + strings.TrimPrefix(o.base, "http") // ws:// or wss://
+	cr := o.creds
+	show := func(secret string) string { // credentials are printed in demo mode only
+		if o.demo == nil {
+			return ""
+		}
+		return secret
+	}
 
-	genesysService := d.get(varGenesys)
-	ch, err := chapi.New(e, chapi.Config{
-		Keys: map[string]chat.ID{d.get(varChapiKey): d.chapiUser}, Logger: log, Limiter: lim,
-		// The demo's Chapi key is the program's own integration: it may read and answer the
-		// demo's Genesys chats by their chatId (the README's walk-through does).
-		MayUse: func(_ context.Context, u chat.User, r chat.Room) bool {
-			s, ok := genesys.Service(r)
-			return ok && s == genesysService && u.ID == d.chapiUser
-		},
-	})
-	if err != nil {
-		return fail(err)
+	if len(cr.chapiKeys) > 0 {
+		cfg := chapi.Config{Keys: cr.chapiKeys, Logger: o.log, Limiter: o.lim}
+		if o.demo != nil {
+			// The demo's Chapi key is the program's own integration: it may read and answer
+			// the demo's Genesys chats by their chatId (the README's walk-through does).
+			// Without the demo, Chapi keys reach only the rooms Chapi's default allows.
+			cfg.MayUse = func(_ context.Context, u chat.User, r chat.Room) bool {
+				s, ok := genesys.Service(r)
+				return ok && slices.Contains(cr.genesysServices, s) && u.ID == o.demo.chapiUser
+			}
+		}
+		ch, err := chapi.New(e, cfg)
+		if err != nil {
+			return fail(err)
+		}
+		mux.Handle("/chapi/", http.StripPrefix("/chapi", ch))
+		note := ""
+		if o.demo != nil {
+			note = "x-api-key: " + o.demo.get(varChapiKey)
+		}
+		line("8x8 Chapi", o.base+"/chapi/api/chat/v1/messages", note)
+	} else {
+		off("8x8 Chapi", "no -chapi-keys")
 	}
-	mux.Handle("/chapi/", http.StripPrefix("/chapi", ch))
 
-	gen, err := genesys.New(e, genesys.Config{ServiceNames: []string{genesysService}, Logger: log, Limiter: lim})
-	if err != nil {
-		return fail(err)
+	if len(cr.genesysServices) > 0 {
+		gen, err := genesys.New(e, genesys.Config{ServiceNames: cr.genesysServices, Logger: o.log, Limiter: o.lim})
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, gen.Close)
+		mux.Handle("/genesys/2/chat/", http.StripPrefix("/genesys/2/chat", gen))
+		line("Genesys v2", o.base+"/genesys/2/chat/"+cr.genesysServices[0], "")
+	} else {
+		off("Genesys v2", "no -genesys-services")
 	}
-	closers = append(closers, gen.Close)
-	mux.Handle("/genesys/2/chat/", http.StripPrefix("/genesys/2/chat", gen))
 
-	nx, err := nexmo.New(e, nexmo.Config{
-		Limiter: lim,
-		BaseURL: base + "/nexmo/beta",
-		Keys:    map[string]*rsa.PublicKey{d.get(varNexmoApp): &d.nexmoKey.PublicKey},
-		// The demo's agents work through the Nexmo API: Genesys clients see them as Agents.
-		MemberRole: chat.RoleAgent,
-		Logger:     log,
-	})
-	if err != nil {
-		return fail(err)
+	if len(cr.nexmoKeys) > 0 {
+		nx, err := nexmo.New(e, nexmo.Config{
+			Limiter: o.lim,
+			BaseURL: o.base + "/nexmo/beta",
+			Keys:    cr.nexmoKeys,
+			// The demo's agents work through the Nexmo API: Genesys clients see them as Agents.
+			MemberRole: chat.RoleAgent,
+			Logger:     o.log,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		mux.Handle("/nexmo/", nx)
+		note := ""
+		if o.demo != nil {
+			note = "application " + o.demo.get(varNexmoApp) + ", key " + o.demo.get(varNexmoKeyFile)
+		}
+		line("Nexmo", o.base+"/nexmo/beta/conversations", note)
+	} else {
+		off("Nexmo", "no -nexmo-keys")
 	}
-	mux.Handle("/nexmo/", nx)
 
-	tokens, err := airy.NewTokens(airy.TokenConfig{Secret: []byte(d.get(varAirySecret))})
-	if err != nil {
-		return fail(err)
+	var airyREST *airy.Service
+	if len(cr.airySecret) > 0 {
+		tokens, err := airy.NewTokens(airy.TokenConfig{Secret: cr.airySecret})
+		if err != nil {
+			return fail(err)
+		}
+		airyREST, err = airy.New(airy.Config{
+			Limiter: o.lim,
+			Engine:  e, Tokens: tokens, Channels: airy.Channels(cr.airyChannels...),
+			SystemToken: cr.airySystemToken, AllowedOrigins: corsOrigins(o.origins), Logger: o.log,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		mux.Handle("/airy/", http.StripPrefix("/airy", airyREST))
+		airyWS, err := wsairy.New(wsairy.Config{Service: airyREST, OriginPatterns: originPatterns(o.origins), Logger: o.log})
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, airyWS.Close)
+		// The widget opens its socket at the host's root whatever prefix its HTTP calls use.
+		mux.Handle("/ws.chatplugin", airyWS)
+		line("Airy (REST)", o.base+"/airy/chatplugin.authenticate", "channel_id "+strings.Join(cr.airyChannels, ", "))
+		line("Airy (STOMP)", ws+"/ws.chatplugin", "")
+	} else {
+		off("Airy", "no -airy-jwt-secret and -airy-channels")
 	}
-	airyREST, err := airy.New(airy.Config{
-		Limiter: lim,
-		Engine:  e, Tokens: tokens, Channels: airy.Channels(d.get(varAiryChannel)),
-		SystemToken: d.get(varAirySystem), Logger: log,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	mux.Handle("/airy/", http.StripPrefix("/airy", airyREST))
-	airyWS, err := wsairy.New(wsairy.Config{Service: airyREST, Logger: log})
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, airyWS.Close)
-	// The widget opens its socket at the host's root whatever prefix its HTTP calls use.
-	mux.Handle("/ws.chatplugin", airyWS)
 
+	users := httpx.NewSecrets(cr.bezlimitUsers)
 	bz := bezlimit.New(e, bezlimit.Config{
-		Limiter: lim,
+		Limiter: o.lim,
 		Authenticate: func(_ context.Context, token string) (bezlimit.Identity, error) {
-			for _, c := range []struct {
-				token string
-				user  bezlimit.User
-			}{{d.get(varBezOperator), demoOperator}, {d.get(varBezVisitor), demoVisitor}} {
-				if subtle.ConstantTimeCompare([]byte(token), []byte(c.token)) == 1 {
-					return bezlimit.Identity{User: c.user}, nil
-				}
+			if u, ok := users.Lookup(token); ok {
+				return bezlimit.Identity{User: u}, nil
 			}
 			return bezlimit.Identity{}, errors.New("unknown token")
 		},
-		APIToken: d.get(varBezAPI),
-		Logger:   log,
+		APIToken:       cr.bezlimitAPI,
+		OriginPatterns: originPatterns(o.origins),
+		Logger:         o.log,
 	})
 	closers = append(closers, bz.Close)
 	mux.Handle("/bezlimit/", http.StripPrefix("/bezlimit", bz))
-
-	stopDispatch := dispatchOperator(e, log)
-	closers = append(closers, func() error { stopDispatch(); return nil })
+	if len(cr.bezlimitUsers) > 0 || cr.bezlimitAPI != "" {
+		note := ""
+		if t := show(cr.bezlimitAPI); t != "" {
+			note = "Api-Token: " + t
+		}
+		line("Bezlimit", ws+"/bezlimit/chat   "+ws+"/bezlimit/broadcast", note)
+	} else {
+		off("Bezlimit", "no -bezlimit-tokens or -bezlimit-api-token")
+	}
 
 	mux.Handle("GET /healthz", healthz(e))
 	web, _ := fs.Sub(webFiles, "web")
-	mux.Handle("GET /{$}", http.FileServerFS(web))
-	mux.Handle("GET /demo/", http.StripPrefix("/demo", http.FileServerFS(web)))
-	return mux, closeAll, nil
+	if o.demo != nil && airyREST != nil {
+		stopDispatch := dispatchOperator(e, bz, cr.bezlimitAPI, o.log)
+		closers = append(closers, func() error { stopDispatch(); return nil })
+		api := &demoAPI{e: e, demo: o.demo, creds: cr, airy: airyREST, lim: o.lim, log: o.log, stopping: o.stopping}
+		api.register(mux)
+		static := noCache(http.FileServerFS(web))
+		mux.Handle("GET /{$}", static)
+		mux.Handle("GET /demo/", http.StripPrefix("/demo", static))
+		line("demo page", o.base+"/", "")
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprint(w, "Parley chat server. The demo page is off (-demo=false).\n")
+		})
+	}
+	return m, nil
+}
+
+// noCache makes browsers ask again for the demo's files (they are embedded: a new binary may
+// serve new ones under the same names, without a modification time).
+func noCache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // healthTimeout bounds the store check of /healthz: a store that takes longer is down for
@@ -163,10 +255,11 @@ func healthz(e *chat.Engine) http.Handler {
 	})
 }
 
-// dispatchOperator is the demo's routing: it joins the demo operator to every new Airy
-// conversation, so that the operator view can answer it over Bezlimit. A real program routes
-// chats its own way (Bezlimit's /update/chat names a chat's operator).
-func dispatchOperator(e *chat.Engine, log *slog.Logger) (stop func()) {
+// dispatchOperator is the demo's routing: it makes the demo operator the operator of every
+// new Airy conversation, as a Bezlimit deployment does, through the server-to-server call
+// /update/chat (which joins the operator and tells /broadcast, so that the operator's list
+// shows the chat at once). A real program routes chats its own way.
+func dispatchOperator(e *chat.Engine, bz http.Handler, apiToken string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	feed := e.Feed()
 	done := make(chan struct{})
@@ -185,15 +278,21 @@ func dispatchOperator(e *chat.Engine, log *slog.Logger) (stop func()) {
 				continue
 			}
 			room, err := e.Room(ctx, ev.RoomID)
-			if err != nil || room.Attributes[airy.AttrChannel] == "" {
+			// A new Airy conversation is its contact's join.
+			if err != nil || room.Attributes[airy.AttrChannel] == "" || room.Attributes[airy.AttrContact] != ev.User.String() {
 				continue
 			}
-			op, err := e.UserByName(ctx, "bezlimit:1")
-			if err != nil || op.ID == ev.User {
-				continue // the operator has not connected yet, or this is its own join
-			}
-			if _, err := e.Join(ctx, room.ID, op.ID, chat.JoinOptions{Role: chat.RoleOperator}); err != nil && !errors.Is(err, chat.ErrConflict) {
-				log.Warn("demo: assigning the operator", "room", room.ID, "err", err)
+			body, _ := json.Marshal(map[string]any{
+				"uuid": room.ID.UUID(), "status": "open", "widget": map[string]string{"source": "airy"},
+				"operator_user": demoOperator,
+			})
+			req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/update/chat", bytes.NewReader(body))
+			req.Header.Set("Api-Token", apiToken)
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			bz.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				log.Warn("demo: assigning the operator", "room", room.ID, "status", rec.Code, "answer", rec.Body.String())
 			}
 		}
 	}()
