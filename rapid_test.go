@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/internal/testkit"
 )
 
 // The model: what the engine should hold, in the simplest terms.
@@ -687,6 +688,9 @@ func compareIDs(a, b chat.ID) int { return slices.Compare(a[:], b[:]) }
 
 func TestEngineStateMachine(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		if strings.HasSuffix(t.Name(), "/postgres") {
+			testkit.RapidChecks(t, 30) // each check makes a database (about 0.3 s)
+		}
 		rapid.Check(t, func(rt *rapid.T) {
 			m := newEngineMachine(rt, func() chat.Store { return newStore(t) })
 			defer m.cleanup()

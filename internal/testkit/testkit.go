@@ -3,7 +3,9 @@
 package testkit
 
 import (
+	"flag"
 	"path/filepath"
+	"strconv"
 	"runtime"
 	"testing"
 	"time"
@@ -67,4 +69,24 @@ func CheckLeaks(t testing.TB) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// RapidChecks makes rapid run n checks per property in the rest of t (unless the command line
+// set -rapid.checks): for stores where one check costs a database of its own. Tests that use
+// it must not run in parallel with other rapid tests of their package.
+func RapidChecks(t testing.TB, n int) {
+	f := flag.Lookup("rapid.checks")
+	if f == nil {
+		return
+	}
+	set := false
+	flag.Visit(func(v *flag.Flag) { set = set || v.Name == "rapid.checks" })
+	if set {
+		return
+	}
+	old := f.Value.String()
+	if err := f.Value.Set(strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Value.Set(old) })
 }
