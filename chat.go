@@ -212,11 +212,17 @@ func (e *Engine) now() time.Time { return e.clock.Now().UTC().Truncate(time.Micr
 // update runs fn in a store transaction and, once it is durable, publishes the events it
 // appended to followers and feeds, in commit order. It returns the first event appended.
 func (e *Engine) update(ctx context.Context, fn func(tx *wtx) error) (Event, error) {
-	return e.updateWith(ctx, fn, nil)
+	return e.updateWith(ctx, ID{}, fn, nil)
 }
 
-// updateWith is update with an input event for fn in tx.ev.
-func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Event) (Event, error) {
+// updateIn is update for an operation on one room, which a RoomUpdater store is told of.
+func (e *Engine) updateIn(ctx context.Context, room ID, fn func(tx *wtx) error) (Event, error) {
+	return e.updateWith(ctx, room, fn, nil)
+}
+
+// updateWith is update with the room the operation is about (zero if it is about none or
+// several) and an input event for fn in tx.ev.
+func (e *Engine) updateWith(ctx context.Context, room ID, fn func(tx *wtx) error, ev *Event) (Event, error) {
 	if e.closed() {
 		return Event{}, fmt.Errorf("chat: engine: %w", ErrClosed)
 	}
@@ -225,7 +231,13 @@ func (e *Engine) updateWith(ctx context.Context, fn func(tx *wtx) error, ev *Eve
 	if ev != nil {
 		w.ev = *ev
 	}
-	err := e.store.Update(ctx, w.run)
+	var err error
+	if ru, ok := e.store.(RoomUpdater); ok && !room.IsZero() {
+		w.room[0] = room
+		err = ru.UpdateRooms(ctx, w.room[:], w.run)
+	} else {
+		err = e.store.Update(ctx, w.run)
+	}
 	e.noteWrite(err)
 	var first Event
 	if err == nil {
@@ -301,6 +313,8 @@ type wtx struct {
 	// spare an allocation per event.
 	ev      Event
 	scratch Event
+	// room is the one room of an operation, for RoomUpdater.UpdateRooms.
+	room [1]ID
 	// found is what an operation that appended nothing answers with (a Send retried with its
 	// key returns the message it sent before).
 	found Event

@@ -266,7 +266,7 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 		return Room{}, err
 	}
 	var r Room
-	_, err := e.update(ctx, func(tx *wtx) (err error) {
+	_, err := e.updateIn(ctx, id, func(tx *wtx) (err error) {
 		if r, err = tx.Room(id); err != nil {
 			return err
 		}
@@ -313,7 +313,7 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 // DeleteRoom deletes a room with its members and transcript. Its followers end with
 // ErrNotFound. It returns ErrNotFound if there is no such room.
 func (e *Engine) DeleteRoom(ctx context.Context, id ID) error {
-	_, err := e.update(ctx, func(tx *wtx) error { return tx.DeleteRoom(id) })
+	_, err := e.updateIn(ctx, id, func(tx *wtx) error { return tx.DeleteRoom(id) })
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ func (e *Engine) DeleteRoom(ctx context.Context, id ID) error {
 // typing or joins. Members may still leave and mark receipts, and the transcript stays
 // readable. It returns ErrNotFound, or ErrEnded if it has ended already.
 func (e *Engine) EndRoom(ctx context.Context, id ID) (Event, error) {
-	ev, err := e.update(ctx, func(tx *wtx) error {
+	ev, err := e.updateIn(ctx, id, func(tx *wtx) error {
 		r, err := tx.Room(id)
 		if err != nil {
 			return err
@@ -375,7 +375,7 @@ func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions)
 		return Member{}, err
 	}
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) error {
+	_, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
 		r, err := tx.openRoom(roomID)
 		if err != nil {
 			return err
@@ -430,7 +430,7 @@ func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Me
 		return Member{}, err
 	}
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) (err error) {
+	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		m, err = tx.join(roomID, userID, o, false)
 		return err
 	})
@@ -490,7 +490,7 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 // nor joined.
 func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) error {
+	_, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
 		if _, err := tx.Room(roomID); err != nil {
 			return err
 		}
@@ -554,7 +554,7 @@ func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberU
 		return Member{}, err
 	}
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) (err error) {
+	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		if _, err := tx.openRoom(roomID); err != nil {
 			return err
 		}
@@ -648,7 +648,7 @@ func (e *Engine) MarkRead(ctx context.Context, roomID, userID ID, pos uint64) (M
 
 func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read bool) (Member, error) {
 	var m Member
-	_, err := e.update(ctx, func(tx *wtx) (err error) {
+	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		if m, err = tx.joined(roomID, userID); err != nil {
 			return err
 		}

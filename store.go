@@ -168,6 +168,15 @@ type Timer struct {
 	At time.Time
 }
 
+// RoomUpdater is a Store that works better when told in advance which rooms a transaction
+// will touch (storage/postgres locks the rooms of a whole batch in one round trip). The
+// Engine uses UpdateRooms for its operations on one room. The rooms are a hint: fn may touch
+// others, or fewer; UpdateRooms otherwise behaves as Update.
+type RoomUpdater interface {
+	Store
+	UpdateRooms(ctx context.Context, rooms []ID, fn func(Tx) error) error
+}
+
 // BusStore is a Store that several processes share. Its Bus tells each Engine what the
 // others commit; an Engine opened on a BusStore uses it unless WithBus says otherwise.
 type BusStore interface {
@@ -186,8 +195,9 @@ type Bus interface {
 	// too old for the Bus to answer from gives an error wrapping ErrLagged: the Engine then
 	// compares the last positions of the rooms it follows with the Store's.
 	Changes(ctx context.Context, cursor []byte) ([]Change, []byte, error)
-	// Wake returns a channel that receives when Changes may have something new. The Engine
-	// also calls Changes now and then without being woken, so a lost wake-up only delays.
+	// Wake returns a channel that receives when Changes may have something new; each Engine
+	// calls it once. The Engine also calls Changes now and then without being woken, so a
+	// lost wake-up only delays.
 	Wake() <-chan struct{}
 }
 

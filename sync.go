@@ -61,12 +61,13 @@ func (b *busSync) run() {
 	defer close(b.done)
 	tick := time.NewTicker(syncEvery)
 	defer tick.Stop()
+	wake := b.bus.Wake()
 	lastRepair := time.Now()
 	for {
 		select {
 		case <-b.e.ctx.Done():
 			return
-		case <-b.bus.Wake():
+		case <-wake:
 		case <-b.poked:
 		case <-tick.C:
 		}

@@ -214,7 +214,7 @@ func (e *Engine) fireTimer(it timerItem, now time.Time) {
 		return
 	}
 	deleted := false
-	_, err := e.update(e.ctx, func(tx *wtx) error {
+	_, err := e.updateIn(e.ctx, k.room, func(tx *wtx) error {
 		deleted = false
 		t, err := tx.Timer(k.kind, k.room, k.member)
 		if isNotFound(err) {

@@ -162,7 +162,7 @@ func (e *Engine) post(ctx context.Context, ev Event) (Event, error) {
 	// its one writer goroutine; the store still makes times increase within the room.
 	ev.Time = e.now()
 	ev.ID = e.ids.New(ev.Time)
-	return e.updateWith(ctx, postTx, &ev)
+	return e.updateWith(ctx, ev.RoomID, postTx, &ev)
 }
 
 func postTx(tx *wtx) error {
@@ -221,7 +221,7 @@ func (e *Engine) Delete(ctx context.Context, roomID, userID ID, pos uint64) (Eve
 }
 
 func (e *Engine) revise(ctx context.Context, ev Event) (Event, error) {
-	ev, err := e.update(ctx, func(tx *wtx) error {
+	ev, err := e.updateIn(ctx, ev.RoomID, func(tx *wtx) error {
 		if _, err := tx.openRoom(ev.RoomID); err != nil {
 			return err
 		}

@@ -48,7 +48,7 @@ func (e *Engine) startTyping(ctx context.Context, roomID, userID ID, preview str
 	k := typingKey{roomID, userID}
 	held := false
 	var now time.Time // of the decision (an event's own time may be bumped by the store)
-	ev, err := e.update(ctx, func(tx *wtx) error {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
 		held = false
 		if _, err := tx.openRoom(roomID); err != nil {
 			return err
@@ -188,7 +188,7 @@ func (s *typingShown) take(k typingKey) (string, bool) {
 // does nothing and returns the zero Event if the member was not typing. It returns
 // ErrNotMember.
 func (e *Engine) StopTyping(ctx context.Context, roomID, userID ID) (Event, error) {
-	return e.update(ctx, func(tx *wtx) error {
+	return e.updateIn(ctx, roomID, func(tx *wtx) error {
 		m, err := tx.joined(roomID, userID)
 		if err != nil {
 			return err

@@ -5,8 +5,8 @@ package testkit
 import (
 	"flag"
 	"path/filepath"
-	"strconv"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
