@@ -1,10 +1,15 @@
 // Command server is Parley's ready-made chat server: one engine on a bbolt file (or in
-// memory), with every vendor surface mounted on one mux, a demo page, /healthz and a request
-// log. It listens on 127.0.0.1:8080 unless told otherwise.
+// memory, or on PostgreSQL), with every vendor surface mounted on one mux, a demo page,
+// /healthz and a request log. It listens on 127.0.0.1:8080 unless told otherwise.
 //
-//	go run ./examples/server                 # bbolt file parley.db in the working directory
+//	go run ./examples/server                 # bbolt file parley.db in -data (./parley-data/)
 //	go run ./examples/server -mem            # in memory
 //	go run ./examples/server -addr :9000 -db /var/lib/parley/chat.db
+//	go run ./examples/server -addr :8081 -pg 'host=/run/postgresql dbname=parley'
+//
+// With -pg (or PARLEY_PG), any number of servers on one database serve the same rooms: a
+// message sent to one reaches the clients of every other, and a client may reconnect to any
+// of them and resume where it was.
 //
 // Every flag can also be set with an environment variable: PARLEY_ and the flag's name in
 // capitals with "_" for "-" (PARLEY_ADDR, PARLEY_IDLE_TIMEOUT, ...); a flag on the command
@@ -60,6 +65,7 @@ import (
 	"github.com/parley-chat/chat/limit"
 	"github.com/parley-chat/chat/storage/bolt"
 	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/storage/postgres"
 )
 
 // config is what the flags and environment say.
@@ -68,6 +74,7 @@ type config struct {
 	publicURL string   // the server's address for people and links; "" for one made from addr
 	data      string   // data directory: the database, the demo credentials, key files
 	db        string   // bbolt file; "" for parley.db in data
+	pg        string   // PostgreSQL DSN; "" for bbolt
 	mem       bool     // in-memory store instead of db
 	demo      bool     // make and keep demo credentials, serve the demo page
 	logJSON   bool     // JSON logs instead of text
@@ -196,6 +203,7 @@ func parseFlagsTo(args []string, getenv func(string) string, stdout io.Writer) (
 		"data directory: the database, the demo credentials and key files (made with mode 0700)")
 	fs.StringVar(&cfg.db, "db", "", "bbolt database file (default parley.db in -data)")
 	fs.BoolVar(&cfg.mem, "mem", false, "keep chats in memory instead of the database file")
+	fs.StringVar(&cfg.pg, "pg", "", "keep chats in PostgreSQL at this `DSN` instead of the bbolt file: several servers on one database serve the same rooms")
 	fs.BoolVar(&cfg.demo, "demo", true,
 		"make demo credentials (kept in demo.env in -data) and serve the demo page; -demo=false takes credentials from the flags below")
 	fs.BoolVar(&cfg.logJSON, "log-json", false, "log in JSON")
@@ -294,6 +302,9 @@ func (c config) check() error {
 			return err
 		}
 	}
+	if c.mem && c.pg != "" {
+		return errors.New("-mem and -pg: choose one store")
+	}
 	if c.data == "" {
 		return errors.New("-data: a directory is needed (\".\" for the working directory)")
 	}
@@ -335,7 +346,7 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if cfg.demo || !cfg.mem && cfg.db == "" {
+	if cfg.demo || !cfg.mem && cfg.pg == "" && cfg.db == "" {
 		if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 			return fmt.Errorf("-data: %w", err)
 		}
@@ -343,9 +354,16 @@ func run(ctx context.Context, cfg config, stdout, logw io.Writer) error {
 	}
 
 	var store chat.Store
-	if cfg.mem {
+	switch {
+	case cfg.mem:
 		store = memory.New()
-	} else {
+	case cfg.pg != "":
+		s, err := postgres.Open(ctx, cfg.pg, nil)
+		if err != nil {
+			return err
+		}
+		store = s
+	default:
 		s, err := bolt.Open(cfg.dbPath(), nil)
 		if err != nil {
 			return err
