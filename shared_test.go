@@ -12,8 +12,10 @@ import (
 
 	"github.com/parley-chat/chat"
 	"github.com/parley-chat/chat/internal/fakeclock"
+	"github.com/parley-chat/chat/internal/pgtest"
 	"github.com/parley-chat/chat/internal/testkit"
 	"github.com/parley-chat/chat/storage/memory"
+	"github.com/parley-chat/chat/storage/postgres"
 )
 
 // sharedStore is one memory store shared by several engines in one process, with a Bus made
@@ -111,7 +113,34 @@ func openShared(t *testing.T, s chat.Store, opts ...chat.Option) *chat.Engine {
 func TestTwoEnginesShareAStore(t *testing.T) {
 	testkit.CheckLeaks(t)
 	s := newSharedStore()
-	a, b := openShared(t, s), openShared(t, s)
+	testTwoEngines(t, s, s, func() {
+		s.mu.Lock()
+		s.dropAll = true
+		s.mu.Unlock()
+	})
+}
+
+// TestTwoEnginesOnPostgres is TestTwoEnginesShareAStore on one PostgreSQL database, each
+// engine with a store of its own, as two processes would have.
+func TestTwoEnginesOnPostgres(t *testing.T) {
+	testkit.CheckLeaks(t)
+	dsn := pgtest.DB(t, pgtest.Fast())
+	var stores [2]chat.Store
+	for i := range stores {
+		s, err := postgres.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	testTwoEngines(t, stores[0], stores[1], nil)
+}
+
+// testTwoEngines runs two engines on sa and sb, which share their data. loseWakeUps, if not
+// nil, makes the bus lose every later wake-up.
+func testTwoEngines(t *testing.T, sa, sb chat.Store, loseWakeUps func()) {
+	a, b := openShared(t, sa), openShared(t, sb)
 	room := must[chat.Room](t)(a.CreateRoom(ctx, chat.NewRoom{Name: "shared"}))
 	ada := must[chat.User](t)(a.CreateUser(ctx, chat.NewUser{Name: "ada"}))
 	bob := must[chat.User](t)(b.CreateUser(ctx, chat.NewUser{Name: "bob"}))
@@ -188,9 +217,9 @@ func TestTwoEnginesShareAStore(t *testing.T) {
 	}
 
 	// Wake-ups lost: b's follower still gets a's next event, from the periodic look.
-	s.mu.Lock()
-	s.dropAll = true
-	s.mu.Unlock()
+	if loseWakeUps != nil {
+		loseWakeUps()
+	}
 	sent := must[chat.Event](t)(a.Send(ctx, room.ID, ada.ID, chat.NewMessage{Text: "after a lost wake-up"}))
 	for {
 		ev, err := fb.Next(deadline)
@@ -223,9 +252,29 @@ func TestTwoEnginesShareAStore(t *testing.T) {
 // away are acted on by another engine on the same store.
 func TestTimersOutliveTheirEngine(t *testing.T) {
 	s := newSharedStore()
+	testTimersOutliveTheirEngine(t, s, s)
+}
+
+// TestTimersOutliveTheirEngineOnPostgres is TestTimersOutliveTheirEngine with each engine on a
+// store of its own on one PostgreSQL database.
+func TestTimersOutliveTheirEngineOnPostgres(t *testing.T) {
+	dsn := pgtest.DB(t, pgtest.Fast())
+	var stores [2]chat.Store
+	for i := range stores {
+		s, err := postgres.Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	testTimersOutliveTheirEngine(t, stores[0], stores[1])
+}
+
+func testTimersOutliveTheirEngine(t *testing.T, sa, sb chat.Store) {
 	clock := fakeclock.New(epoch)
 	opts := []chat.Option{chat.WithClock(clock), chat.WithTypingTTL(5 * time.Second), chat.WithTimerPoll(time.Second)}
-	a, err := chat.Open(ctx, s, opts...)
+	a, err := chat.Open(ctx, sa, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +285,7 @@ func TestTimersOutliveTheirEngine(t *testing.T) {
 	must[chat.Event](t)(a.StartTyping(ctx, room.ID, ada.ID, ""))
 	a.Close() // a goes away with its timers armed
 
-	b := openShared(t, s, opts...)
+	b := openShared(t, sb, opts...)
 	clock.Advance(6 * time.Second)
 	evs := must[[]chat.Event](t)(b.Read(ctx, room.ID, 1, 10, false))
 	var types []chat.EventType

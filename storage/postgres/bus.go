@@ -255,7 +255,9 @@ func decodeCursor(b []byte) (time.Time, string, error) {
 }
 
 const changesSQL = `WITH s AS (
-	SELECT pg_current_snapshot() AS snap, statement_timestamp() AS now, (SELECT pruned_before FROM parley_bus) AS pruned
+	-- Never pruned is -infinity, which time.Time cannot hold: the epoch says as much.
+	SELECT pg_current_snapshot() AS snap, statement_timestamp() AS now,
+		(SELECT greatest(pruned_before, 'epoch') FROM parley_bus) AS pruned
 )
 SELECT s.snap::text, s.now, s.pruned, c.room, c.from_pos, c.to_pos, c.deleted
 FROM s LEFT JOIN LATERAL (
