@@ -46,10 +46,12 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 )
 
-// System, the zero ID, stands for the embedding program itself where a user is expected: it may
-// post notices and custom events to any room and edit or delete any message without being a
-// member. Surfaces pass it only for callers they have authenticated as administrators.
-var System ID
+// System returns the ID that stands for the embedding program itself where a user is
+// expected: the zero ID, which names no user. System may post notices and custom events to any
+// room and edit or delete any message without being a member; surfaces pass it only for
+// callers they have authenticated as administrators. It is a function, not a variable, so
+// that no importer can make another ID the administrator.
+func System() ID { return ID{} }
 
 // Clock tells the time and schedules work. Tests pass a fake clock to control typing expiry
 // and room TTLs.

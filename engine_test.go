@@ -272,7 +272,7 @@ func TestEditDeleteDeriveMessageState(t *testing.T) {
 		if got := must[chat.Event](t)(e.Event(ctx, w.room.ID, orig.Pos)); got.Text != "helo" {
 			t.Fatalf("the original event changed: %+v", got)
 		}
-		del := must[chat.Event](t)(e.Delete(ctx, w.room.ID, chat.System, orig.Pos))
+		del := must[chat.Event](t)(e.Delete(ctx, w.room.ID, chat.System(), orig.Pos))
 		msg = must[chat.Message](t)(e.Message(ctx, w.room.ID, orig.Pos))
 		if msg.Text != "" || !msg.Deleted.Equal(del.Time) {
 			t.Fatalf("deleted message %+v", msg)
@@ -362,7 +362,7 @@ func TestDeleteRoomAndUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, room := range []chat.ID{w.room.ID, other.ID} {
-			m := must[chat.Member](t)(e.Member(ctx, room, w.ada.ID))
+			m := must[chat.Member](t)(e.MemberByUser(ctx, room, w.ada.ID))
 			if m.State != chat.Left {
 				t.Fatalf("deleted user's membership in %s is %s", room, m.State)
 			}
@@ -527,7 +527,7 @@ func TestCreateRoomWithMembersIsOneCommit(t *testing.T) {
 		if room.Joins != 2 || room.LastPos != 2 {
 			t.Fatalf("room %+v", room)
 		}
-		m := must[chat.Member](t)(e.Member(ctx, room.ID, ada.ID))
+		m := must[chat.Member](t)(e.MemberByUser(ctx, room.ID, ada.ID))
 		if m.State != chat.Joined || m.JoinNumber != 1 || m.Nickname != "Ada" || m.Role != chat.RoleClient {
 			t.Fatalf("member %+v", m)
 		}
@@ -623,7 +623,7 @@ func TestVisibleToMember(t *testing.T) {
 func TestEditOfPrivateMessageStaysPrivate(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
 		w := newWorld(t, newStore)
-		bobM := must[chat.Member](t)(w.e.Member(ctx, w.room.ID, w.bob.ID))
+		bobM := must[chat.Member](t)(w.e.MemberByUser(ctx, w.room.ID, w.bob.ID))
 		private := must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "psst", To: bobM.ID, Visibility: chat.RoleClient}))
 		edit := must[chat.Event](t)(w.e.Edit(ctx, w.room.ID, w.ada.ID, private.Pos, chat.NewMessage{Text: "secret"}))
 		del := must[chat.Event](t)(w.e.Delete(ctx, w.room.ID, w.ada.ID, private.Pos))

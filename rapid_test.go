@@ -193,7 +193,7 @@ func (m *engineMachine) advance(d time.Duration) {
 	var dues []due
 	for k, ty := range m.typing {
 		if !ty.until.After(end) {
-			mem, err := m.e.Member(context.Background(), k[0], k[1])
+			mem, err := m.e.MemberByUser(context.Background(), k[0], k[1])
 			if err != nil {
 				m.t.Fatal(err)
 			}
@@ -637,7 +637,7 @@ func (m *engineMachine) Check(t *rapid.T) {
 		records := 0
 		for u, mm := range r.members {
 			records += mm.record
-			got, err := m.e.Member(context.Background(), r.id, u)
+			got, err := m.e.MemberByUser(context.Background(), r.id, u)
 			m.check(err, nil, "Member")
 			// invariant 3 (receipts) and 4 (the state machine) through the model
 			if got.State != mm.state || got.Delivered != mm.delivered || got.Read != mm.read || got.JoinNumber != mm.joinNumber {

@@ -384,7 +384,7 @@ func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions)
 			return err
 		}
 		var from ID
-		if o.By != System {
+		if o.By != System() {
 			inviter, err := tx.joined(roomID, o.By)
 			if err != nil {
 				return err
@@ -572,15 +572,15 @@ func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberU
 	return m, err
 }
 
-// Member returns the latest membership record of a user in a room, or ErrNotFound.
-func (e *Engine) Member(ctx context.Context, roomID, userID ID) (m Member, err error) {
+// MemberByUser returns the latest membership record of a user in a room, or ErrNotFound.
+func (e *Engine) MemberByUser(ctx context.Context, roomID, userID ID) (m Member, err error) {
 	err = e.view(ctx, func(tx ReadTx) error { m, err = tx.MemberByUser(roomID, userID); return err })
 	return m, err
 }
 
 // MemberByID returns a membership record by its ID, or ErrNotFound.
 func (e *Engine) MemberByID(ctx context.Context, roomID, memberID ID) (m Member, err error) {
-	err = e.view(ctx, func(tx ReadTx) error { m, err = tx.Member(roomID, memberID); return err })
+	err = e.view(ctx, func(tx ReadTx) error { m, err = tx.MemberByID(roomID, memberID); return err })
 	return m, err
 }
 

@@ -212,7 +212,7 @@ func testTwoEngines(t *testing.T, sa, sb chat.Store, loseWakeUps func()) {
 	}
 	// A receipt made in a is b's to read.
 	must[chat.Member](t)(a.MarkRead(ctx, room.ID, bob.ID, 3))
-	if m := must[chat.Member](t)(b.Member(ctx, room.ID, bob.ID)); m.Read != 3 {
+	if m := must[chat.Member](t)(b.MemberByUser(ctx, room.ID, bob.ID)); m.Read != 3 {
 		t.Fatalf("bob's read mark seen from b: %d", m.Read)
 	}
 

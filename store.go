@@ -60,8 +60,8 @@ type ReadTx interface {
 	// Rooms returns rooms in ID order (creation order to the millisecond) after the filter.
 	Rooms(f ListFilter) ([]Room, error)
 
-	// Member returns the membership record memberID of room roomID, or ErrNotFound.
-	Member(roomID, memberID ID) (Member, error)
+	// MemberByID returns the membership record memberID of room roomID, or ErrNotFound.
+	MemberByID(roomID, memberID ID) (Member, error)
 	// MemberByUser returns the latest membership record of userID in roomID (the one
 	// PutMember created last), or ErrNotFound if the user was never a member.
 	MemberByUser(roomID, userID ID) (Member, error)

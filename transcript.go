@@ -84,7 +84,7 @@ func (ev *Event) VisibleToMember(m Member) bool {
 	if ev.To.IsZero() || ev.Type == EventInvited {
 		return true
 	}
-	return (!m.ID.IsZero() && ev.To == m.ID) || (ev.User != System && ev.User == m.UserID)
+	return (!m.ID.IsZero() && ev.To == m.ID) || (ev.User != System() && ev.User == m.UserID)
 }
 
 // NewMessage is the input to Send and Edit.
@@ -182,7 +182,7 @@ func postTx(tx *wtx) error {
 	if _, err := tx.openRoom(ev.RoomID); err != nil {
 		return err
 	}
-	if ev.User != System {
+	if ev.User != System() {
 		m, err := tx.joined(ev.RoomID, ev.User)
 		if err != nil {
 			return err
@@ -195,7 +195,7 @@ func postTx(tx *wtx) error {
 		}
 	}
 	if ev.To != (ID{}) {
-		if _, err := tx.Member(ev.RoomID, ev.To); err != nil {
+		if _, err := tx.MemberByID(ev.RoomID, ev.To); err != nil {
 			return fmt.Errorf("chat: recipient %s: %w", ev.To, err)
 		}
 	}
@@ -235,7 +235,7 @@ func (e *Engine) revise(ctx context.Context, ev Event) (Event, error) {
 		// An edit or delete reaches whom the message reached, and no one else.
 		ev.To, ev.Visibility = orig.To, orig.Visibility
 		ev.From = ID{}
-		if ev.User != System {
+		if ev.User != System() {
 			m, err := tx.joined(ev.RoomID, ev.User)
 			if err != nil {
 				return err

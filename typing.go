@@ -224,7 +224,7 @@ func (tx *wtx) clearTyping(m *Member) error {
 
 // expireTyping acts on a due TimerTyping.
 func (tx *wtx) expireTyping(t Timer, now time.Time) error {
-	m, err := tx.Member(t.Room, t.Member)
+	m, err := tx.MemberByID(t.Room, t.Member)
 	if isNotFound(err) {
 		return tx.DeleteTimer(t.Kind, t.Room, t.Member)
 	}

@@ -218,7 +218,7 @@ func (a *demoAPI) receipt(w http.ResponseWriter, r *http.Request, conv airy.Conv
 		return
 	}
 	ctx := r.Context()
-	m, err := a.e.Member(ctx, conv.Room, conv.Contact)
+	m, err := a.e.MemberByUser(ctx, conv.Room, conv.Contact)
 	if err == nil && b.Delivered > m.Delivered {
 		m, err = a.e.MarkDelivered(ctx, conv.Room, conv.Contact, b.Delivered)
 	}

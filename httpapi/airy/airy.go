@@ -191,7 +191,7 @@ func (s *Service) conversation(ctx context.Context, convID, channelID string) (C
 		return Conversation{}, errNoConversation
 	}
 	conv := Conversation{ID: room.ID.UUID(), ChannelID: channelID, Room: room.ID, Contact: contact}
-	if m, err := s.cfg.Engine.Member(ctx, room.ID, contact); err == nil {
+	if m, err := s.cfg.Engine.MemberByUser(ctx, room.ID, contact); err == nil {
 		conv.ContactMember = m.ID
 	} else if !errors.Is(err, chat.ErrNotFound) {
 		return Conversation{}, err
@@ -393,7 +393,7 @@ func (s *Service) startConversation(ctx context.Context, channelID string) (Conv
 		_ = e.DeleteUser(context.WithoutCancel(ctx), u.ID)
 		return Conversation{}, err
 	}
-	m, err := e.Member(ctx, room.ID, u.ID)
+	m, err := e.MemberByUser(ctx, room.ID, u.ID)
 	if err != nil {
 		return Conversation{}, err
 	}

@@ -173,7 +173,7 @@ func TestAuthenticateNewConversation(t *testing.T) {
 		if room.ID.UUID() != conv.ID || room.Attributes[AttrChannel] != testChannel {
 			t.Errorf("room = %+v", room)
 		}
-		m, err := f.e.Member(context.Background(), conv.Room, conv.Contact)
+		m, err := f.e.MemberByUser(context.Background(), conv.Room, conv.Contact)
 		if err != nil || m.State != chat.Joined || m.Role != chat.RoleClient {
 			t.Errorf("contact member = %+v, %v", m, err)
 		}
@@ -476,10 +476,10 @@ func TestResumeHistory(t *testing.T) {
 		}
 		// Hidden from the contact: an agents-only note and a message to the agent alone.
 		f.e.Send(ctx, conv.Room, agent.ID, chat.NewMessage{Text: "note", Visibility: chat.RoleAgent})
-		f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: "private", To: agentMember.ID})
+		f.e.Send(ctx, conv.Room, chat.System(), chat.NewMessage{Text: "private", To: agentMember.ID})
 		// Not messages.
 		f.e.Notice(ctx, conv.Room, "a notice")
-		if _, err := f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: "from the program"}); err != nil {
+		if _, err := f.e.Send(ctx, conv.Room, chat.System(), chat.NewMessage{Text: "from the program"}); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, "from the program")

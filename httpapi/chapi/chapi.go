@@ -360,7 +360,7 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, user chat.User) {
 
 // ensureJoined joins the user to a public room unless it is joined already.
 func (h *Handler) ensureJoined(ctx context.Context, roomID, userID chat.ID) error {
-	m, err := h.e.Member(ctx, roomID, userID)
+	m, err := h.e.MemberByUser(ctx, roomID, userID)
 	if err == nil && m.State == chat.Joined {
 		return nil
 	}
@@ -412,7 +412,7 @@ var errNoRoom = &httpError{status: http.StatusNotFound, msg: "no such room"}
 // or not the room exists, so that the time taken tells little about which IDs exist.
 func (h *Handler) byID(ctx context.Context, user chat.User, id chat.ID) (chat.Room, bool, error) {
 	r, rerr := h.e.Room(ctx, id)
-	m, merr := h.e.Member(ctx, id, user.ID)
+	m, merr := h.e.MemberByUser(ctx, id, user.ID)
 	for _, err := range []error{rerr, merr} {
 		if err != nil && !errors.Is(err, chat.ErrNotFound) {
 			return chat.Room{}, false, err
@@ -474,7 +474,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, user chat.User) {
 		h.fail(w, r, err)
 		return
 	}
-	viewer, err := h.e.Member(ctx, room.ID, user.ID)
+	viewer, err := h.e.MemberByUser(ctx, room.ID, user.ID)
 	switch {
 	case err == nil:
 	case errors.Is(err, chat.ErrNotFound):
@@ -557,7 +557,7 @@ func (h *Handler) author(ctx context.Context, cache map[chat.ID]User, id chat.ID
 		return u, nil
 	}
 	var a User
-	if id == chat.System {
+	if id == chat.System() {
 		a = User{Name: "system"}
 	} else {
 		u, err := h.e.User(ctx, id)

@@ -285,7 +285,7 @@ func TestSend(t *testing.T) {
 				if last.Type != chat.EventMessage || last.Text != want.Parsed || last.User != ev.ada.ID {
 					t.Fatalf("last event %+v", last)
 				}
-				if m := must(ev.e.Member(ctx, room.ID, ev.ada.ID)); m.State != chat.Joined || m.Role != chapi.DefaultRole {
+				if m := must(ev.e.MemberByUser(ctx, room.ID, ev.ada.ID)); m.State != chat.Joined || m.Role != chapi.DefaultRole {
 					t.Fatalf("member %+v", m)
 				}
 			})
@@ -513,7 +513,7 @@ func TestListErrors(t *testing.T) {
 		must(ev.e.Leave(ctx, left.ID, ev.bob.ID))
 		public := must(ev.e.CreateRoom(ctx, chat.NewRoom{Name: "pub"}))
 		must(ev.e.Join(ctx, public.ID, ev.ada.ID, chat.JoinOptions{}))
-		must(ev.e.Send(ctx, public.ID, ev.ada.ID, chat.NewMessage{Text: "for bob", To: must(ev.e.Member(ctx, public.ID, ev.ada.ID)).ID}))
+		must(ev.e.Send(ctx, public.ID, ev.ada.ID, chat.NewMessage{Text: "for bob", To: must(ev.e.MemberByUser(ctx, public.ID, ev.ada.ID)).ID}))
 
 		tests := []struct {
 			name, key, query string

@@ -151,7 +151,7 @@ func TestJoinPolicy(t *testing.T) {
 			if after := must(ev.e.Room(ctx, r.ID)); after.LastPos != r.LastPos {
 				t.Errorf("%s: %d events after a POST by its ID, want %d", r.DisplayName, after.LastPos, r.LastPos)
 			}
-			if _, err := ev.e.Member(ctx, r.ID, ev.ada.ID); err == nil {
+			if _, err := ev.e.MemberByUser(ctx, r.ID, ev.ada.ID); err == nil {
 				t.Errorf("%s: ada joined it", r.DisplayName)
 			}
 			if n := roomNamed(ev, r.ID.String()); n.Attributes["chapi.created"] == "" || n.LastPos != 2 {
@@ -167,7 +167,7 @@ func TestJoinPolicy(t *testing.T) {
 		if res := ev.post("bob-key", fmt.Sprintf(`{"messageRaw":"joined","room":%q}`, chatRoom.ID.UUID())); res.status != 200 {
 			t.Fatal(res.body)
 		}
-		if m := must(ev.e.Member(ctx, chatRoom.ID, ev.bob.ID)); m.State != chat.Joined {
+		if m := must(ev.e.MemberByUser(ctx, chatRoom.ID, ev.bob.ID)); m.State != chat.Joined {
 			t.Errorf("bob %v", m.State)
 		}
 		// POST to a private room the user may reach is the vendor's 403.

@@ -609,7 +609,7 @@ func (h *Handler) requestChat(w http.ResponseWriter, r *http.Request, service st
 		h.fail(w, r, nil, err)
 		return
 	}
-	m, err := h.e.Member(ctx, room.ID, user.ID)
+	m, err := h.e.MemberByUser(ctx, room.ID, user.ID)
 	if err != nil {
 		h.fail(w, r, nil, err)
 		return
@@ -687,7 +687,7 @@ func (h *Handler) session(ctx context.Context, service, chatID string, p Params)
 		}
 		return nil, err
 	}
-	m, err := h.e.Member(ctx, room.ID, user.ID)
+	m, err := h.e.MemberByUser(ctx, room.ID, user.ID)
 	if err != nil || m.State != chat.Joined {
 		if err == nil || errors.Is(err, chat.ErrNotFound) {
 			return nil, errSession

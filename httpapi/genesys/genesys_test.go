@@ -173,7 +173,7 @@ func TestOperations(t *testing.T) {
 			{name: "disconnect", op: "disconnect", kv: []string{"transcriptPosition", "2"},
 				want: []msg{{2, "ParticipantLeft", "", "Ann/1/Client", ""}}, next: 3, ended: true,
 				check: func(t *testing.T, c *client) {
-					if m := must(c.ev.e.Member(ctx, c.room(), c.user())); m.State != chat.Left {
+					if m := must(c.ev.e.MemberByUser(ctx, c.room(), c.user())); m.State != chat.Left {
 						t.Errorf("member %v after disconnect", m.State)
 					}
 					res, r := c.do("refresh")
@@ -188,7 +188,7 @@ func TestOperations(t *testing.T) {
 			{name: "readReceipt", setup: func(c *client) { c.do("send", "message", "x") }, op: "readReceipt", kv: []string{"transcriptPosition", "2"},
 				want: []msg{}, next: 4, // the receipt took position 3, which Genesys does not show
 				check: func(t *testing.T, c *client) {
-					if m := must(c.ev.e.Member(ctx, c.room(), c.user())); m.Read != 2 {
+					if m := must(c.ev.e.MemberByUser(ctx, c.room(), c.user())); m.Read != 2 {
 						t.Errorf("read watermark %d", m.Read)
 					}
 					_, r := c.do("refresh", "transcriptPosition", "1")
@@ -197,7 +197,7 @@ func TestOperations(t *testing.T) {
 					}
 					// Receipts never move backwards: an older one is accepted and changes nothing.
 					res, r := c.do("readReceipt", "transcriptPosition", "1")
-					if res.status != 200 || r.StatusCode != 0 || must(c.ev.e.Member(ctx, c.room(), c.user())).Read != 2 || r.NextPosition != 4 {
+					if res.status != 200 || r.StatusCode != 0 || must(c.ev.e.MemberByUser(ctx, c.room(), c.user())).Read != 2 || r.NextPosition != 4 {
 						t.Errorf("older receipt: %s", res.body)
 					}
 				}},

@@ -79,7 +79,7 @@ func (h *Handler) Transcript(ctx context.Context, roomID, viewer chat.ID, from u
 	var m chat.Member
 	if viewer != (chat.ID{}) {
 		var err error
-		if m, err = h.e.Member(ctx, roomID, viewer); err != nil && !errors.Is(err, chat.ErrNotFound) {
+		if m, err = h.e.MemberByUser(ctx, roomID, viewer); err != nil && !errors.Is(err, chat.ErrNotFound) {
 			return nil, 0, err
 		}
 	}

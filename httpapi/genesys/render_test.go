@@ -24,7 +24,7 @@ func TestHiddenEvents(t *testing.T) {
 		sup := must(ev.e.CreateUser(ctx, chat.NewUser{DisplayName: "Sup"}))
 		must(ev.e.Invite(ctx, room, sup.ID, chat.InviteOptions{By: agent.ID, Role: chat.RoleOperator})) // 3 invited: hidden
 		supM := must(ev.e.Join(ctx, room, sup.ID, chat.JoinOptions{}))                                  // 4
-		clientM := must(ev.e.Member(ctx, room, c.user()))
+		clientM := must(ev.e.MemberByUser(ctx, room, c.user()))
 		must(ev.e.Send(ctx, room, agent.ID, chat.NewMessage{Text: "note", Visibility: chat.RoleAgent})) // 5 hidden
 		must(ev.e.Send(ctx, room, agent.ID, chat.NewMessage{Text: "to sup", To: supM.ID}))              // 6 hidden
 		must(ev.e.Send(ctx, room, agent.ID, chat.NewMessage{Text: "to you", To: clientM.ID}))           // 7
@@ -33,7 +33,7 @@ func TestHiddenEvents(t *testing.T) {
 		must(ev.e.MarkDelivered(ctx, room, agent.ID, 7))                                                // 10 hidden
 		must(ev.e.Notice(ctx, room, "transferring"))                                                    // 11
 		must(ev.e.Delete(ctx, room, agent.ID, 7))                                                       // 12 hidden
-		must(ev.e.Send(ctx, room, chat.System, chat.NewMessage{Text: "from the program"}))              // 13
+		must(ev.e.Send(ctx, room, chat.System(), chat.NewMessage{Text: "from the program"}))            // 13
 		must(ev.e.EndRoom(ctx, room))                                                                   // 14 hidden
 		_, r := c.do("refresh", "transcriptPosition", "2")
 		want := []msg{

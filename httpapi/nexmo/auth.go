@@ -37,7 +37,7 @@ type principal struct {
 // engineUser is the engine user a principal acts as: System for an admin.
 func (p principal) engineUser() chat.ID {
 	if p.admin {
-		return chat.System
+		return chat.System()
 	}
 	return p.user.ID
 }

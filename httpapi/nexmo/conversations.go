@@ -53,7 +53,7 @@ func (h *Handler) stand(q *request) (standing, error) {
 		r, err := h.e.Room(q.ctx, id)
 		return standing{room: r, known: true}, fail(err, resConversation, "")
 	}
-	m, merr := h.e.Member(q.ctx, id, q.p.user.ID)
+	m, merr := h.e.MemberByUser(q.ctx, id, q.p.user.ID)
 	r, err := h.e.Room(q.ctx, id)
 	switch {
 	case err != nil:

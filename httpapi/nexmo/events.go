@@ -181,7 +181,7 @@ func (h *Handler) createEvent(q *request) error {
 	// admin may leave it out for texts, images, custom events and deletes, which then come
 	// from the program (chat.System).
 	var from chat.Member
-	actor := chat.System
+	actor := chat.System()
 	if in.From != "" {
 		if from, err = h.memberParam(q.ctx, r.ID, in.From); err != nil {
 			return err

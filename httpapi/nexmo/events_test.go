@@ -72,7 +72,7 @@ func TestEvents(t *testing.T) {
 		step(bob, fmt.Sprintf(`{"type":"text:seen","from":%q,"body":{"event_id":"3"}}`, c.bobM), 201, 5)
 		step(bob, fmt.Sprintf(`{"type":"text:seen","from":%q,"body":{"event_id":3}}`, c.bobM), 200, 0)
 		step(bob, fmt.Sprintf(`{"type":"text:delivered","from":%q,"body":{"event_id":2}}`, c.bobM), 200, 0)
-		m, _ := v.e.Member(context.Background(), c.room, engineID(t, "USR-", c.bob))
+		m, _ := v.e.MemberByUser(context.Background(), c.room, engineID(t, "USR-", c.bob))
 		if m.Read != 3 || m.Delivered != 3 {
 			t.Fatalf("watermarks %d/%d", m.Read, m.Delivered)
 		}

@@ -119,7 +119,7 @@ func TestNoExistenceOracle(t *testing.T) {
 			})
 		}
 		diff(t, before, v.snapshot(c.cid))
-		if _, err := v.e.Member(context.Background(), c.room, engineID(t, "USR-", mal)); !isNotFound(err) {
+		if _, err := v.e.MemberByUser(context.Background(), c.room, engineID(t, "USR-", mal)); !isNotFound(err) {
 			t.Fatalf("mallory has a membership: %v", err)
 		}
 	})

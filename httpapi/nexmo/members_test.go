@@ -97,7 +97,7 @@ func TestMemberEventsCreateMembers(t *testing.T) {
 		if r.obj()["id"] != 3.0 {
 			t.Fatalf("invited event %s", r.Raw)
 		}
-		m, err := v.e.Member(context.Background(), c.room, engineID(t, "USR-", gus))
+		m, err := v.e.MemberByUser(context.Background(), c.room, engineID(t, "USR-", gus))
 		if err != nil || m.State != chat.Invited {
 			t.Fatal(m, err)
 		}

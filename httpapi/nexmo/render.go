@@ -201,7 +201,7 @@ func initiatorOf(m chat.Member) *initiator {
 	if m.InvitedAt.IsZero() {
 		return nil
 	}
-	ref := &initiatorRef{IsSystem: m.InvitedBy == chat.System}
+	ref := &initiatorRef{IsSystem: m.InvitedBy == chat.System()}
 	if !ref.IsSystem {
 		ref.UserID = userID(m.InvitedBy)
 	}
@@ -223,7 +223,7 @@ func (h *Handler) names(ctx context.Context, room chat.ID) *names {
 
 // user returns a user's name; "" for System or a deleted user.
 func (n *names) user(id chat.ID) (string, error) {
-	if id == chat.System {
+	if id == chat.System() {
 		return "", nil
 	}
 	if s, ok := n.users[id]; ok {

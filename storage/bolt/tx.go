@@ -206,7 +206,7 @@ func (t *readTx) members(roomID chat.ID) (*bbolt.Bucket, error) {
 	return b, nil
 }
 
-func (t *readTx) Member(roomID, memberID chat.ID) (chat.Member, error) {
+func (t *readTx) MemberByID(roomID, memberID chat.ID) (chat.Member, error) {
 	b, err := t.members(roomID)
 	if err != nil {
 		return chat.Member{}, err
@@ -235,7 +235,7 @@ func (t *readTx) MemberByUser(roomID, userID chat.ID) (chat.Member, error) {
 	if len(v) != len(chat.ID{}) {
 		return chat.Member{}, notFound("member of user", userID)
 	}
-	m, err := t.Member(roomID, chat.ID(v))
+	m, err := t.MemberByID(roomID, chat.ID(v))
 	// Only a record that belongs to the user is kept (the engine never gives a record
 	// another user, but PutMember allows it): then each record is in byUser at most once,
 	// under the user byMember names, and PutMember drops it whatever user it gives it.
@@ -267,7 +267,7 @@ func (t *readTx) Memberships(userID chat.ID) ([]chat.Member, error) {
 		if len(k) != 32 || len(v) != 16 {
 			return nil, fmt.Errorf("%w: membership index", errCorrupt)
 		}
-		m, err := t.Member(chat.ID(k[16:]), chat.ID(v))
+		m, err := t.MemberByID(chat.ID(k[16:]), chat.ID(v))
 		if err != nil {
 			return nil, err
 		}

@@ -225,7 +225,7 @@ func (t *readTx) Rooms(f chat.ListFilter) ([]chat.Room, error) {
 	}), nil
 }
 
-func (t *readTx) Member(roomID, memberID chat.ID) (chat.Member, error) {
+func (t *readTx) MemberByID(roomID, memberID chat.ID) (chat.Member, error) {
 	r, err := t.room(roomID)
 	if err != nil {
 		return chat.Member{}, err
@@ -276,7 +276,7 @@ func (t *readTx) Members(roomID chat.ID) ([]chat.Member, error) {
 func (t *readTx) Memberships(userID chat.ID) ([]chat.Member, error) {
 	var out []chat.Member
 	for roomID, memberID := range t.memberships[userID] {
-		if m, err := t.Member(roomID, memberID); err == nil {
+		if m, err := t.MemberByID(roomID, memberID); err == nil {
 			out = append(out, m)
 		}
 	}

@@ -50,7 +50,7 @@ func (tx *writeTx) Users(f chat.ListFilter) ([]chat.User, error) { return tx.rea
 func (tx *writeTx) Room(id chat.ID) (chat.Room, error)           { return tx.read().Room(id) }
 func (tx *writeTx) RoomByName(n string) (chat.Room, error)       { return tx.read().RoomByName(n) }
 func (tx *writeTx) Rooms(f chat.ListFilter) ([]chat.Room, error) { return tx.read().Rooms(f) }
-func (tx *writeTx) Member(r, m chat.ID) (chat.Member, error)     { return tx.read().Member(r, m) }
+func (tx *writeTx) MemberByID(r, m chat.ID) (chat.Member, error) { return tx.read().MemberByID(r, m) }
 func (tx *writeTx) MemberByUser(r, u chat.ID) (chat.Member, error) {
 	return tx.read().MemberByUser(r, u)
 }

@@ -59,7 +59,7 @@ func (t *readTx) RoomByName(name string) (chat.Room, error) {
 	return t.gotRoom(r, m, err, "room name", name)
 }
 
-func (t *readTx) Member(roomID, memberID chat.ID) (chat.Member, error) {
+func (t *readTx) MemberByID(roomID, memberID chat.ID) (chat.Member, error) {
 	return t.member(roomID, memberID)
 }
 

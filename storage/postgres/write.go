@@ -517,7 +517,7 @@ func (w *writer) Rooms(f chat.ListFilter) ([]chat.Room, error) {
 	return rs, w.check(err)
 }
 
-func (w *writer) Member(roomID, memberID chat.ID) (chat.Member, error) {
+func (w *writer) MemberByID(roomID, memberID chat.ID) (chat.Member, error) {
 	if _, err := w.room(roomID); err != nil {
 		return chat.Member{}, err
 	}

@@ -271,7 +271,7 @@ func testMembers(t *testing.T, s chat.Store) {
 
 	view(t, s, func(tx chat.ReadTx) error {
 		for _, m := range []chat.Member{first, inv, second, other} {
-			got, err := tx.Member(m.RoomID, m.ID)
+			got, err := tx.MemberByID(m.RoomID, m.ID)
 			if err != nil {
 				t.Errorf("Member: %v", err)
 			}
@@ -291,9 +291,9 @@ func testMembers(t *testing.T, s chat.Store) {
 		wantErr(t, "MemberByUser(never a member)", err, chat.ErrNotFound)
 		_, err = tx.MemberByUser(newID(), u1.ID)
 		wantErr(t, "MemberByUser(unknown room)", err, chat.ErrNotFound)
-		_, err = tx.Member(r1.ID, other.ID)
+		_, err = tx.MemberByID(r1.ID, other.ID)
 		wantErr(t, "Member(record of another room)", err, chat.ErrNotFound)
-		_, err = tx.Member(newID(), first.ID)
+		_, err = tx.MemberByID(newID(), first.ID)
 		wantErr(t, "Member(unknown room)", err, chat.ErrNotFound)
 
 		ms, err := tx.Members(r1.ID)
@@ -412,7 +412,7 @@ func testDeleteRoom(t *testing.T, s chat.Store) {
 		wantErr(t, "Events(deleted room)", err, chat.ErrNotFound)
 		_, err = tx.Members(doomed.ID)
 		wantErr(t, "Members(deleted room)", err, chat.ErrNotFound)
-		_, err = tx.Member(doomed.ID, md.ID)
+		_, err = tx.MemberByID(doomed.ID, md.ID)
 		wantErr(t, "Member(deleted room)", err, chat.ErrNotFound)
 		_, err = tx.MemberByUser(doomed.ID, u.ID)
 		wantErr(t, "MemberByUser(deleted room)", err, chat.ErrNotFound)

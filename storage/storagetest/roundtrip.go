@@ -85,7 +85,7 @@ func testRoundTrip(t *testing.T, s chat.Store) {
 			t.Error(err)
 		}
 		diff(t, "room with every field set", r, gr)
-		gm, err := tx.Member(r.ID, m.ID)
+		gm, err := tx.MemberByID(r.ID, m.ID)
 		if err != nil {
 			t.Error(err)
 		}

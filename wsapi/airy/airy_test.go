@@ -79,7 +79,7 @@ func testConnectSubscribeReceive(t *testing.T, f *fixture) {
 		t.Errorf("agent reply: %v %+v", fr.Headers, p)
 	}
 	// From the program itself.
-	f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: "system says"})
+	f.e.Send(ctx, conv.Room, chat.System(), chat.NewMessage{Text: "system says"})
 	if _, p = c.message(); text(p) != "system says" || p.Message.Sender.ID != httpairy.SystemSenderID {
 		t.Errorf("system message: %+v", p)
 	}
@@ -280,16 +280,16 @@ func TestSeveralFramesPerMessage(t *testing.T) {
 	if r := c.expect(stomp.CmdReceipt); r.Value("receipt-id") != "2" {
 		t.Errorf("receipt %v", r.Headers)
 	}
-	f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "x"})
+	f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "x"})
 	if fr, _ := c.message(); fr.Value("subscription") != "s" {
 		t.Errorf("subscription header %q", fr.Value("subscription"))
 	}
 	// UNSUBSCRIBE stops the delivery; a new subscription may follow.
 	c.send(stomp.CmdUnsubscribe, "id", "s", "receipt", "u")
 	c.expect(stomp.CmdReceipt)
-	f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "unseen"})
+	f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "unseen"})
 	c.subscribe()
-	f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "seen"})
+	f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "seen"})
 	if _, p := c.message(); text(p) != "seen" {
 		t.Errorf("after resubscribing: %q", text(p))
 	}

@@ -68,7 +68,7 @@ func benchFanout(b *testing.B, n int) {
 		pending.Add(n)
 		mu.Lock()
 		t0 := time.Now()
-		ev, err := f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: "fan-out"})
+		ev, err := f.e.Send(ctx, conv.Room, chat.System(), chat.NewMessage{Text: "fan-out"})
 		if err != nil {
 			b.Fatal(err)
 		}

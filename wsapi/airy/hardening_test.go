@@ -250,7 +250,7 @@ func TestPings(t *testing.T) {
 	}
 	// The healthy client, idle all the while, has been pinged many times and is served.
 	time.Sleep(3 * (interval + timeout))
-	if _, err := f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "still there?"}); err != nil {
+	if _, err := f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "still there?"}); err != nil {
 		t.Fatal(err)
 	}
 	h.expect(stomp.CmdMessage)
@@ -331,7 +331,7 @@ func TestPanicContained(t *testing.T) {
 				}
 			}
 			// The other connection and new ones are served.
-			if _, err := f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "after the panic"}); err != nil {
+			if _, err := f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "after the panic"}); err != nil {
 				t.Fatal(err)
 			}
 			if _, p := decodeMessage(t, o.expect(stomp.CmdMessage)); text(p) != "after the panic" {

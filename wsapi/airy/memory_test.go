@@ -143,7 +143,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 		}
 	}
 	// They all still work, and stay as small once they have delivered a message.
-	if _, err := f.e.Send(context.Background(), conv.Room, chat.System, chat.NewMessage{Text: "ping"}); err != nil {
+	if _, err := f.e.Send(context.Background(), conv.Room, chat.System(), chat.NewMessage{Text: "ping"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range conns {

@@ -50,7 +50,7 @@ func TestSlowClient(t *testing.T) {
 	var slowest time.Duration
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		if _, err := f.e.Send(ctx, conv.Room, chat.System, chat.NewMessage{Text: big}); err != nil {
+		if _, err := f.e.Send(ctx, conv.Room, chat.System(), chat.NewMessage{Text: big}); err != nil {
 			t.Fatal(err)
 		}
 		slowest = max(slowest, time.Since(t0))

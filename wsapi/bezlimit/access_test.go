@@ -179,7 +179,7 @@ func TestConnectJoinsNobody(t *testing.T) {
 	c5 := v.chatConn("client:5", room)
 	c5.send(evSendMessage, map[string]any{"text": "invited"})
 	c5.untilText("invited")
-	if m, err := v.e.Member(ctx, room, u5); err != nil || m.State != chat.Joined {
+	if m, err := v.e.MemberByUser(ctx, room, u5); err != nil || m.State != chat.Joined {
 		t.Errorf("invited member after connecting: %+v %v", m, err)
 	}
 }

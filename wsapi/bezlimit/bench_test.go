@@ -200,7 +200,7 @@ func benchFanoutWith(b *testing.B, n int, raw bool) {
 	b.ResetTimer()
 	for range b.N {
 		got.Add(n)
-		if _, err := v.e.Send(ctx, room, chat.System, chat.NewMessage{Text: strconv.FormatInt(time.Now().UnixNano(), 10)}); err != nil {
+		if _, err := v.e.Send(ctx, room, chat.System(), chat.NewMessage{Text: strconv.FormatInt(time.Now().UnixNano(), 10)}); err != nil {
 			b.Fatal(err)
 		}
 		got.Wait()

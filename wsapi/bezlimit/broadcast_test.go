@@ -30,7 +30,7 @@ func TestBroadcastLagRepair(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				if _, err := v.e.Send(ctx, id, chat.System, chat.NewMessage{Text: fmt.Sprintf("%d/%d", r, i)}); err != nil {
+				if _, err := v.e.Send(ctx, id, chat.System(), chat.NewMessage{Text: fmt.Sprintf("%d/%d", r, i)}); err != nil {
 					t.Error(err)
 				}
 			}

@@ -120,7 +120,7 @@ func (h *Handler) admit(ctx context.Context, id Identity, roomID chat.ID) (chat.
 	case err != nil:
 		return chat.Room{}, chat.ID{}, false, err
 	default:
-		m, err := h.e.Member(ctx, roomID, user)
+		m, err := h.e.MemberByUser(ctx, roomID, user)
 		switch {
 		case errors.Is(err, chat.ErrNotFound):
 		case err != nil:

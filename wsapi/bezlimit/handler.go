@@ -372,7 +372,7 @@ func wireUserFrom(u chat.User) User {
 
 // wireUser returns the wire form of an engine user, nil for System.
 func (h *Handler) wireUser(ctx context.Context, id chat.ID) *User {
-	if id == chat.System {
+	if id == chat.System() {
 		return nil
 	}
 	if v, ok := h.wireUsers.Load(id); ok {

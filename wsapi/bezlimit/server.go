@@ -153,7 +153,7 @@ func (h *Handler) updateChat(ctx context.Context, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		mem, err := h.e.Member(ctx, room.ID, uid)
+		mem, err := h.e.MemberByUser(ctx, room.ID, uid)
 		if err == nil && mem.State == chat.Joined {
 			continue
 		}
@@ -259,7 +259,7 @@ func (h *Handler) postMessage(ctx context.Context, body []byte, update bool) (an
 			return nil, 0, invalid("attachment %q is not a uuid", a)
 		}
 	}
-	author := chat.System
+	author := chat.System()
 	if m.User != nil {
 		if m.User.ID == 0 {
 			return nil, 0, invalid("user without id")
@@ -273,7 +273,7 @@ func (h *Handler) postMessage(ctx context.Context, body []byte, update bool) (an
 		if author, err = h.ensureUser(ctx, *m.User); err != nil {
 			return nil, 0, err
 		}
-		if mem, err := h.e.Member(ctx, room, author); err != nil || mem.State != chat.Joined {
+		if mem, err := h.e.MemberByUser(ctx, room, author); err != nil || mem.State != chat.Joined {
 			if _, err := h.e.Join(ctx, room, author, chat.JoinOptions{Role: engineRole(m.User.Role)}); err != nil && !errors.Is(err, chat.ErrConflict) {
 				return nil, 0, err
 			}

@@ -145,7 +145,7 @@ func (t *translator) body(ctx context.Context, ev *chat.Event) messageBody {
 // authorRole is the wire role of a message's author: its Bezlimit role if it has one, else
 // its member role in the room.
 func (t *translator) authorRole(ctx context.Context, ev *chat.Event) string {
-	if ev.User == chat.System {
+	if ev.User == chat.System() {
 		return string(chat.RoleSystem)
 	}
 	if u := t.h.wireUser(ctx, ev.User); u != nil && u.Role != "" {
@@ -232,7 +232,7 @@ func (t *translator) receipt(ctx context.Context, ev *chat.Event) []*frame {
 		if msg.Pos > ev.Ref || (msg.Type != chat.EventMessage && msg.Type != chat.EventNotice) {
 			continue
 		}
-		if msg.User == ev.User && msg.User != chat.System || !msg.VisibleTo(readerRole) {
+		if msg.User == ev.User && msg.User != chat.System() || !msg.VisibleTo(readerRole) {
 			continue
 		}
 		if !isRead && t.status(msg) == statusRead {

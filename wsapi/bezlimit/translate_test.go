@@ -86,7 +86,7 @@ func TestReceiptStatusProperty(t *testing.T) {
 		}
 		var marks [2]chat.Member
 		for i, u := range users {
-			marks[i], _ = e.Member(ctx, room.ID, u)
+			marks[i], _ = e.MemberByUser(ctx, room.ID, u)
 		}
 		for pos, author := range authors {
 			other := marks[1-author]
