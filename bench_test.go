@@ -77,7 +77,7 @@ func BenchmarkRead50(b *testing.B) {
 				buf := make([]chat.Event, 0, 50)
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
-					evs, err := e.ReadAppend(ctx, buf[:0], rooms[0], at.from, 50, false)
+					evs, err := e.ReadAppend(ctx, buf[:0], rooms[0], chat.ReadOptions{From: at.from, Limit: 50})
 					if err != nil || len(evs) != 50 {
 						b.Fatal(err, len(evs))
 					}

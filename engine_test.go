@@ -106,7 +106,10 @@ func TestBadInputStoresNothing(t *testing.T) {
 			}, chat.ErrNotFound},
 			{"typing as non-member", func() error { _, err := e.StartTyping(ctx, w.room.ID, w.outsider.ID, ""); return err }, chat.ErrNotMember},
 			{"stop typing as non-member", func() error { _, err := e.StopTyping(ctx, w.room.ID, w.outsider.ID); return err }, chat.ErrNotMember},
-			{"read limit 0", func() error { _, err := e.Read(ctx, w.room.ID, 1, 0, false); return err }, chat.ErrInvalid},
+			{"read limit 0", func() error {
+				_, err := e.Read(ctx, w.room.ID, chat.ReadOptions{From: 1, Limit: 0})
+				return err
+			}, chat.ErrInvalid},
 			{"follow past the end", func() error { _, err := e.Follow(ctx, w.room.ID, 1000); return err }, chat.ErrInvalid},
 			{"bad list filter", func() error { _, err := e.Rooms(ctx, chat.ListFilter{Offset: -1}); return err }, chat.ErrInvalid},
 			{"custom without name", func() error { _, err := e.Custom(ctx, w.room.ID, w.ada.ID, "", nil); return err }, chat.ErrInvalid},
@@ -208,7 +211,7 @@ func TestMemberStateMachine(t *testing.T) {
 		if len(ms) != 1 || ms[0].ID != j2.ID {
 			t.Fatalf("memberships %+v", ms)
 		}
-		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false))
+		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 100}))
 		var types []chat.EventType
 		for _, ev := range evs {
 			types = append(types, ev.Type)
@@ -316,7 +319,7 @@ func TestTypingExpiresAndEndsOnSend(t *testing.T) {
 			t.Fatalf("send did not end typing: %+v", ts)
 		}
 		clock.Advance(time.Minute) // the stale timer entry must do nothing
-		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false))
+		evs := must[[]chat.Event](t)(e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 100}))
 		var types []chat.EventType
 		for _, ev := range evs {
 			types = append(types, ev.Type)
@@ -377,7 +380,10 @@ func TestDeleteRoomAndUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantErr(t, func() error { _, err := f.Next(ctx); return err }(), chat.ErrNotFound)
-		wantErr(t, func() error { _, err := e.Read(ctx, w.room.ID, 1, 10, false); return err }(), chat.ErrNotFound)
+		wantErr(t, func() error {
+			_, err := e.Read(ctx, w.room.ID, chat.ReadOptions{From: 1, Limit: 10})
+			return err
+		}(), chat.ErrNotFound)
 		wantErr(t, e.DeleteRoom(ctx, w.room.ID), chat.ErrNotFound)
 		must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "lobby"}))
 	})
@@ -425,7 +431,7 @@ func TestTimesStrictlyIncrease(t *testing.T) {
 		for i := 0; i < 20; i++ {
 			must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "tick"}))
 		}
-		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, 1, 100, false))
+		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, chat.ReadOptions{From: 1, Limit: 100}))
 		for i := 1; i < len(evs); i++ {
 			if !evs[i].Time.After(evs[i-1].Time) {
 				t.Fatalf("event %d at %v, not after %v", evs[i].Pos, evs[i].Time, evs[i-1].Time)
@@ -547,7 +553,7 @@ func TestCreateRoomWithMembersIsOneCommit(t *testing.T) {
 func TestPosBefore(t *testing.T) {
 	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
 		w := newWorld(t, newStore)
-		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, 1, 10, false))
+		evs := must[[]chat.Event](t)(w.e.Read(ctx, w.room.ID, chat.ReadOptions{From: 1, Limit: 10}))
 		for i := 0; i < 5; i++ {
 			evs = append(evs, must[chat.Event](t)(w.e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "m"})))
 		}
@@ -662,7 +668,7 @@ func TestPanicInATimerIsContained(t *testing.T) {
 	})
 	clock.Advance(2 * time.Second) // ada's expiry panics; bob's still runs
 	stopped := func() (users []chat.ID) {
-		for _, ev := range must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 100, false)) {
+		for _, ev := range must[[]chat.Event](t)(e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 100})) {
 			if ev.Type == chat.EventTypingStopped {
 				users = append(users, ev.User)
 			}
@@ -763,7 +769,7 @@ func TestTypingIsThrottled(t *testing.T) {
 		w := newWorld(t, newStore)
 		e, clock := w.e, w.clock
 		typed := func() (texts []string) {
-			for _, ev := range must[[]chat.Event](t)(e.Read(ctx, w.room.ID, 1, 1000, false)) {
+			for _, ev := range must[[]chat.Event](t)(e.Read(ctx, w.room.ID, chat.ReadOptions{From: 1, Limit: 1000})) {
 				if ev.Type == chat.EventTypingStarted {
 					texts = append(texts, ev.Text)
 				}

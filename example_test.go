@@ -24,7 +24,7 @@ func Example() {
 	e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{Role: chat.RoleClient})
 	e.Send(ctx, room.ID, ada.ID, chat.NewMessage{Text: "Hello?"})
 
-	events, _ := e.Read(ctx, room.ID, 1, 10, false)
+	events, _ := e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 10})
 	for _, ev := range events {
 		fmt.Println(strings.TrimSpace(fmt.Sprint(ev.Pos, " ", ev.Type, " ", ev.Text)))
 	}

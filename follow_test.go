@@ -81,9 +81,9 @@ func TestFollowUnderConcurrentAppends(t *testing.T) {
 		go follow("late", 3, func(int) {}) // starts mid-burst, from history
 		wg.Wait()
 
-		stored := must[[]chat.Event](t)(e.Read(ctx, room.ID, 1, 1000, false))
+		stored := must[[]chat.Event](t)(e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 1000}))
 		for len(stored) < int(total) {
-			stored = append(stored, must[[]chat.Event](t)(e.Read(ctx, room.ID, uint64(len(stored)+1), 1000, false))...)
+			stored = append(stored, must[[]chat.Event](t)(e.Read(ctx, room.ID, chat.ReadOptions{From: uint64(len(stored) + 1), Limit: 1000}))...)
 		}
 		for i := 0; i < 3; i++ {
 			r := <-results
@@ -196,7 +196,7 @@ func TestFeedLagsAndRepairs(t *testing.T) {
 	// Repair: every room whose LastPos is ahead of what was seen.
 	for _, r := range must[[]chat.Room](t)(e.Rooms(ctx, chat.ListFilter{})) {
 		if r.LastPos > seen[r.ID] {
-			missed := must[[]chat.Event](t)(e.Read(ctx, r.ID, seen[r.ID]+1, 100, false))
+			missed := must[[]chat.Event](t)(e.Read(ctx, r.ID, chat.ReadOptions{From: seen[r.ID] + 1, Limit: 100}))
 			seen[r.ID] += uint64(len(missed))
 		}
 		if seen[r.ID] != 10 {

@@ -610,7 +610,7 @@ func (m *engineMachine) Check(t *rapid.T) {
 		}
 		var evs []chat.Event
 		for from := uint64(1); from <= room.LastPos; from += 7 { // read in pages
-			page, err := m.e.Read(context.Background(), r.id, from, 7, false)
+			page, err := m.e.Read(context.Background(), r.id, chat.ReadOptions{From: from, Limit: 7})
 			m.check(err, nil, "Read")
 			evs = append(evs, page...)
 		}
@@ -624,7 +624,7 @@ func (m *engineMachine) Check(t *rapid.T) {
 		}
 		m.compareEvents(r, evs, "store")
 		if len(evs) > 0 { // backwards reads mirror forwards ones
-			back, err := m.e.Read(context.Background(), r.id, 0, 5, true)
+			back, err := m.e.Read(context.Background(), r.id, chat.ReadOptions{From: 0, Limit: 5, Backward: true})
 			m.check(err, nil, "Read backwards")
 			for i, ev := range back {
 				if ev.Pos != uint64(len(evs)-i) {

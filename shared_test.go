@@ -287,7 +287,7 @@ func testTimersOutliveTheirEngine(t *testing.T, sa, sb chat.Store) {
 
 	b := openShared(t, sb, opts...)
 	clock.Advance(6 * time.Second)
-	evs := must[[]chat.Event](t)(b.Read(ctx, room.ID, 1, 10, false))
+	evs := must[[]chat.Event](t)(b.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 10}))
 	var types []chat.EventType
 	for _, ev := range evs {
 		types = append(types, ev.Type)

@@ -317,28 +317,46 @@ func (e *Engine) Event(ctx context.Context, roomID ID, pos uint64) (ev Event, er
 	return ev, err
 }
 
-// Read returns up to limit events of a room starting at position from, forwards, or backwards
-// (from down towards 1) when backward is set. A from of 0 means the first event forwards and the
-// last backwards. It returns ErrNotFound for an unknown room and ErrInvalid for a limit outside
-// 1..1000.
-func (e *Engine) Read(ctx context.Context, roomID ID, from uint64, limit int, backward bool) ([]Event, error) {
-	return e.ReadAppend(ctx, nil, roomID, from, limit, backward)
+// ReadOptions selects a page of a transcript.
+type ReadOptions struct {
+	// From is the first position to read: 0 means the first event forwards and the last one
+	// backwards.
+	From uint64
+	// Limit is the most events returned, 1..1000.
+	Limit int
+	// Backward reads from From down towards position 1.
+	Backward bool
+}
+
+// Validate reports a limit outside 1..1000.
+func (o ReadOptions) Validate() error {
+	if o.Limit < 1 || o.Limit > 1000 {
+		return invalid("limit", "%d outside 1..1000", o.Limit)
+	}
+	return nil
+}
+
+// Read returns a page of a room's events as o says. It returns ErrNotFound for an unknown room
+// and ErrInvalid for a limit outside 1..1000.
+func (e *Engine) Read(ctx context.Context, roomID ID, o ReadOptions) ([]Event, error) {
+	return e.ReadAppend(ctx, nil, roomID, o)
 }
 
 // ReadAppend is Read appending to dst, for callers that reuse a buffer.
-func (e *Engine) ReadAppend(ctx context.Context, dst []Event, roomID ID, from uint64, limit int, backward bool) ([]Event, error) {
-	if limit < 1 || limit > 1000 {
-		return dst, invalid("limit", "%d outside 1..1000", limit)
+func (e *Engine) ReadAppend(ctx context.Context, dst []Event, roomID ID, o ReadOptions) ([]Event, error) {
+	if err := o.Validate(); err != nil {
+		return dst, err
 	}
+	from := o.From
 	if from == 0 {
-		if backward {
+		if o.Backward {
 			from = ^uint64(0)
 		} else {
 			from = 1
 		}
 	}
 	err := e.view(ctx, func(tx ReadTx) (err error) {
-		dst, err = tx.Events(roomID, from, limit, backward, dst)
+		dst, err = tx.Events(roomID, from, o.Limit, o.Backward, dst)
 		return err
 	})
 	return dst, err

@@ -86,7 +86,7 @@ func run(ctx context.Context, store chat.Store) error {
 		fmt.Println(strings.TrimSpace(fmt.Sprintf("followed %d %s %s %s", ev.Pos, ev.Type, names[ev.User], ev.Text)))
 	}
 
-	page, err := engine.Read(ctx, room.ID, 0, 2, true) // the last two events, newest first
+	page, err := engine.Read(ctx, room.ID, chat.ReadOptions{From: 0, Limit: 2, Backward: true}) // the last two events, newest first
 	if err != nil {
 		return err
 	}

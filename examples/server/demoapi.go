@@ -166,7 +166,7 @@ func (a *demoAPI) chats(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		c := demoChat{UUID: room.ID.UUID(), StartedAt: room.CreatedAt, LastPosition: room.LastPos, LastAt: room.LastTime}
-		evs, err := a.e.Read(ctx, room.ID, room.LastPos, lastTextWin, true)
+		evs, err := a.e.Read(ctx, room.ID, chat.ReadOptions{From: room.LastPos, Limit: lastTextWin, Backward: true})
 		if err != nil {
 			a.fail(w, err)
 			return

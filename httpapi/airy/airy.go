@@ -409,7 +409,7 @@ func (s *Service) history(ctx context.Context, conv *Conversation) ([]Message, e
 	from := uint64(0) // 0 = the last event, reading backwards
 	for len(out) < s.cfg.MaxHistory {
 		var err error
-		buf, err = e.ReadAppend(ctx, buf[:0], conv.Room, from, 1000, true)
+		buf, err = e.ReadAppend(ctx, buf[:0], conv.Room, chat.ReadOptions{From: from, Limit: 1000, Backward: true})
 		if err != nil {
 			return nil, err
 		}

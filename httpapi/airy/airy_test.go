@@ -266,7 +266,7 @@ func TestSend(t *testing.T) {
 		if st := f.call(t, "POST", "chatplugin.send", a.Token, `{"message":{"text":"Hello World"}}`, &m); st != 200 {
 			t.Fatalf("send: %d", st)
 		}
-		evs, err := f.e.Read(context.Background(), conv.Room, 0, 100, false)
+		evs, err := f.e.Read(context.Background(), conv.Room, chat.ReadOptions{From: 0, Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}

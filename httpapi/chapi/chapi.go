@@ -510,7 +510,7 @@ func (h *Handler) page(ctx context.Context, room chat.Room, viewer chat.Member, 
 	var buf []chat.Event
 	for from >= 1 && len(out) < q.pageSize {
 		var err error
-		buf, err = h.e.ReadAppend(ctx, buf[:0], room.ID, from, batch, true)
+		buf, err = h.e.ReadAppend(ctx, buf[:0], room.ID, chat.ReadOptions{From: from, Limit: batch, Backward: true})
 		if err != nil {
 			return nil, err
 		}

@@ -281,7 +281,7 @@ func TestSend(t *testing.T) {
 				if err != nil {
 					room = must(ev.e.Room(ctx, must(chat.ParseID(tt.room))))
 				}
-				last := must(ev.e.Read(ctx, room.ID, 0, 1, true))[0]
+				last := must(ev.e.Read(ctx, room.ID, chat.ReadOptions{From: 0, Limit: 1, Backward: true}))[0]
 				if last.Type != chat.EventMessage || last.Text != want.Parsed || last.User != ev.ada.ID {
 					t.Fatalf("last event %+v", last)
 				}

@@ -51,7 +51,7 @@ func Example() {
 	resp.Body.Close()
 
 	room, _ := engine.RoomByName(ctx, "lobby")
-	last, _ := engine.Read(ctx, room.ID, 0, 1, true)
+	last, _ := engine.Read(ctx, room.ID, chat.ReadOptions{From: 0, Limit: 1, Backward: true})
 	fmt.Printf("%s: %s\n", last[0].Type, last[0].Text)
 	// Output:
 	// 200 {"parsed":"Hello World!"}

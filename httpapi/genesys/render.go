@@ -103,7 +103,7 @@ func (h *Handler) transcript(ctx context.Context, roomID chat.ID, viewer chat.Me
 	r := renderer{h: h, ctx: ctx, room: roomID, viewer: viewer}
 	var buf []chat.Event
 	for pos := from; pos <= end; {
-		buf, err = h.e.ReadAppend(ctx, buf[:0], roomID, pos, int(min(end-pos+1, 1000)), false)
+		buf, err = h.e.ReadAppend(ctx, buf[:0], roomID, chat.ReadOptions{From: pos, Limit: int(min(end-pos+1, 1000))})
 		if err != nil {
 			return nil, 0, chat.Room{}, err
 		}

@@ -34,7 +34,7 @@ func (h *Handler) listEvents(q *request) error {
 	if eq.Desc {
 		from = eq.EndID // 0: the last
 	}
-	evs, err := h.e.Read(q.ctx, r.ID, from, eq.PageSize, eq.Desc)
+	evs, err := h.e.Read(q.ctx, r.ID, chat.ReadOptions{From: from, Limit: eq.PageSize, Backward: eq.Desc})
 	if err != nil {
 		return fail(err, resConversation, "")
 	}

@@ -38,7 +38,7 @@ func Example() {
 	e, _ = chat.Open(ctx, store)
 	defer e.Close()
 	r, _ := e.RoomByName(ctx, "lobby")
-	evs, _ := e.Read(ctx, r.ID, 1, 10, false)
+	evs, _ := e.Read(ctx, r.ID, chat.ReadOptions{From: 1, Limit: 10})
 	for _, ev := range evs {
 		fmt.Printf("%d %s %q\n", ev.Pos, ev.Type, ev.Text)
 	}

@@ -20,7 +20,7 @@ func Example() {
 	defer e.Close()
 	room, _ := e.CreateRoom(ctx, chat.NewRoom{Name: "scratch"})
 	e.Notice(ctx, room.ID, "kept in memory")
-	evs, _ := e.Read(ctx, room.ID, 1, 10, false)
+	evs, _ := e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: 10})
 	fmt.Println(len(evs), evs[0].Text)
 	// Output: 1 kept in memory
 }

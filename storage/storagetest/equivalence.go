@@ -277,7 +277,7 @@ func Equivalence(t *testing.T, newStore func(t *testing.T) chat.Store) {
 				back := rapid.Bool().Draw(rt, "backward")
 				var got [2][]chat.Event
 				if both("Read", func(e *chat.Engine, i int) (err error) {
-					got[i], err = e.Read(ctx, r[i], from, limit, back)
+					got[i], err = e.Read(ctx, r[i], chat.ReadOptions{From: from, Limit: limit, Backward: back})
 					return err
 				}) {
 					if d := cmp.Diff(shapes(got[0]), shapes(got[1])); d != "" {

@@ -164,7 +164,7 @@ func (p *pumpState) repair(ctx context.Context) error {
 	return p.eachRoom(ctx, func(r chat.Room) error {
 		for p.seen[r.ID] < r.LastPos {
 			var err error
-			buf, err = p.b.h.e.ReadAppend(ctx, buf[:0], r.ID, p.seen[r.ID]+1, 1000, false)
+			buf, err = p.b.h.e.ReadAppend(ctx, buf[:0], r.ID, chat.ReadOptions{From: p.seen[r.ID] + 1, Limit: 1000})
 			if errors.Is(err, chat.ErrNotFound) {
 				return nil // deleted meanwhile
 			}

@@ -140,7 +140,7 @@ func TestBurst(t *testing.T) {
 	total := 0
 	for i := 0; i < len(members); i += per {
 		r, _ := v.e.Room(ctx, members[i].room)
-		evs, _ := v.e.Read(ctx, members[i].room, 1, int(r.LastPos), false)
+		evs, _ := v.e.Read(ctx, members[i].room, chat.ReadOptions{From: 1, Limit: int(r.LastPos)})
 		for _, ev := range evs {
 			if ev.Type == chat.EventMessage {
 				total++

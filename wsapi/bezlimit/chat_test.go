@@ -70,7 +70,7 @@ func TestChatVisitorOperator(t *testing.T) {
 			}
 		}
 		msgPos := func() uint64 {
-			evs, _ := v.e.Read(context.Background(), room, 0, 1, true)
+			evs, _ := v.e.Read(context.Background(), room, chat.ReadOptions{From: 0, Limit: 1, Backward: true})
 			for p := evs[0].Pos; p > 0; p-- {
 				ev, _ := v.e.Event(context.Background(), room, p)
 				if ev.Type == chat.EventMessage && ev.Text == "hello" {

@@ -180,7 +180,7 @@ func (h *Handler) catchUp(c *conn, hb *hub, from uint64) error {
 		if err != nil || ok {
 			return err
 		}
-		buf, err = h.e.ReadAppend(h.ctx, buf[:0], c.room, from, catchUpBatch, false)
+		buf, err = h.e.ReadAppend(h.ctx, buf[:0], c.room, chat.ReadOptions{From: from, Limit: catchUpBatch})
 		if err != nil {
 			return err
 		}

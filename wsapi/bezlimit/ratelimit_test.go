@@ -84,7 +84,7 @@ func TestRateLimitDefault(t *testing.T) {
 	if refused == 0 || added < limit.DefaultRates.Write.Burst {
 		t.Errorf("%d added, %d refused: want the burst (%d) through and the rest cut", added, refused, limit.DefaultRates.Write.Burst)
 	}
-	evs, _ := v.e.Read(context.Background(), room, 1, 1000, false)
+	evs, _ := v.e.Read(context.Background(), room, chat.ReadOptions{From: 1, Limit: 1000})
 	stored := 0
 	for _, ev := range evs {
 		if ev.Type == chat.EventMessage {

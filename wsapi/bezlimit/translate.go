@@ -216,7 +216,7 @@ func (t *translator) receipt(ctx context.Context, ev *chat.Event) []*frame {
 	if ev.Ref-prev > receiptSpan {
 		from = ev.Ref - receiptSpan + 1
 	}
-	evs, err := t.h.e.Read(ctx, t.room, from, int(ev.Ref-from+1), false)
+	evs, err := t.h.e.Read(ctx, t.room, chat.ReadOptions{From: from, Limit: int(ev.Ref - from + 1)})
 	if err != nil {
 		t.warn(ev, err)
 		return nil
@@ -270,7 +270,7 @@ func (t *translator) prevMark(ctx context.Context, ev *chat.Event, isRead bool) 
 	if ev.Pos <= 1 {
 		return floor
 	}
-	evs, err := t.h.e.Read(ctx, t.room, ev.Pos-1, receiptSpan, true)
+	evs, err := t.h.e.Read(ctx, t.room, chat.ReadOptions{From: ev.Pos - 1, Limit: receiptSpan, Backward: true})
 	if err != nil {
 		return floor
 	}

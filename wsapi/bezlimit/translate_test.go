@@ -64,7 +64,7 @@ func TestReceiptStatusProperty(t *testing.T) {
 		// Translate the whole transcript in order, as a hub does.
 		tr := newTranslator(h, room.ID)
 		r, _ := e.Room(ctx, room.ID)
-		evs, _ := e.Read(ctx, room.ID, 1, int(r.LastPos), false)
+		evs, _ := e.Read(ctx, room.ID, chat.ReadOptions{From: 1, Limit: int(r.LastPos)})
 		last := map[uint64]string{}
 		for i := range evs {
 			for _, f := range tr.translate(ctx, &evs[i]) {
