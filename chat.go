@@ -131,6 +131,7 @@ type Engine struct {
 	feeds  feeds
 	timers *scheduler
 	shown  typingShown
+	users  userCache // for RenderContext
 	bus    *busSync // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write

@@ -105,6 +105,17 @@ type hub struct {
 	ring    []Event
 	wake    chan struct{}
 	err     error
+
+	// The shared outbound path (subscribe.go): frames rendered once per event and format,
+	// kept beside the ring, for every Subscription of the room.
+	frames    []slotFrames // frames[p%len] belongs to ring[p%len]
+	rendered  uint64       // positions up to here have been rendered for every format
+	rendering bool         // a render goroutine is running
+	subs      map[*Subscription]struct{}
+	formats   map[*Format]int // the subscribers' formats, counted
+	present   map[ID]int      // users present (Presence subscriptions), counted
+	snap      *Room           // the room as last read, for RenderContext; nil to read again
+	roomRead  atomic.Int64    // when snap was read (UnixNano)
 }
 
 // start sets the hub's position from the store the first time a follower arrives; what was
@@ -211,29 +222,56 @@ func (e *Engine) readEvents(ctx context.Context, room ID, from uint64, limit int
 	return dst, err
 }
 
-// put adds the next event to the ring, growing it up to max and then overwriting the oldest.
+// put adds the next event to the ring, growing it up to max and then overwriting the oldest,
+// and has it rendered for the room's subscribers.
 func (h *hub) put(ev *Event) {
 	n := uint64(len(h.ring))
 	if h.high+1-h.low >= n && len(h.ring) < h.max {
-		grown := make([]Event, min(max(2*len(h.ring), 8), h.max))
-		for p := h.low; p <= h.high; p++ {
-			grown[p%uint64(len(grown))] = h.ring[p%n]
+		size := uint64(min(max(2*len(h.ring), 8), h.max))
+		grown := make([]Event, size)
+		var frames []slotFrames
+		if h.frames != nil {
+			frames = make([]slotFrames, size)
 		}
-		h.ring, n = grown, uint64(len(grown))
+		for p := h.low; p <= h.high; p++ {
+			grown[p%size] = h.ring[p%n]
+			if frames != nil {
+				frames[p%size] = h.frames[p%n]
+			}
+		}
+		h.ring, h.frames, n = grown, frames, size
 	}
 	h.high++
 	h.ring[h.high%n] = *ev
+	if h.frames != nil {
+		h.frames[h.high%n] = nil
+	}
 	if h.high-h.low >= n {
 		h.low = h.high - n + 1
+	}
+	if len(h.subs) > 0 {
+		h.renderLocked()
 	}
 }
 
 func (h *hub) fail(err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.err == nil {
-		h.err = err
-		close(h.wake)
+	if h.err != nil {
+		h.mu.Unlock()
+		return
+	}
+	h.err = err
+	close(h.wake)
+	var notify []func()
+	for s := range h.subs {
+		if s.o.Notify != nil {
+			s.waiting = false
+			notify = append(notify, s.o.Notify)
+		}
+	}
+	h.mu.Unlock()
+	for _, f := range notify {
+		f()
 	}
 }
 

@@ -307,6 +307,7 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 		}
 		return nil
 	})
+	e.hubs.roomChanged(id)
 	return r, err
 }
 
@@ -353,6 +354,7 @@ func (e *Engine) EndRoom(ctx context.Context, id ID) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	e.hubs.roomChanged(id)
 	return ev, nil
 }
 

@@ -161,6 +161,7 @@ func (e *Engine) UpdateUser(ctx context.Context, id ID, up UserUpdate) (User, er
 		u.UpdatedAt = tx.e.now()
 		return tx.PutUser(u)
 	})
+	e.users.drop(id)
 	return u, err
 }
 
@@ -185,5 +186,6 @@ func (e *Engine) DeleteUser(ctx context.Context, id ID) error {
 		}
 		return tx.DeleteUser(id)
 	})
+	e.users.drop(id)
 	return err
 }
