@@ -132,7 +132,7 @@ type Engine struct {
 	timers *scheduler
 	shown  typingShown
 	users  userCache // for RenderContext
-	bus    *busSync // nil unless the store is shared
+	bus    *busSync  // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
 	// succeeds; Health reports it.

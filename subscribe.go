@@ -647,4 +647,3 @@ func (c *userCache) drop(id ID) {
 	defer c.mu.Unlock()
 	delete(c.m, id)
 }
-
