@@ -2,7 +2,9 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -415,6 +417,19 @@ func (f *Follower) readStore(ctx context.Context) error {
 // Pos returns the position of the next event Next will return.
 func (f *Follower) Pos() uint64 { return f.next }
 
+// All returns an iterator over the Follower's events, for range loops: it yields each event
+// with a nil error, or the error that ends it (ctx's, ErrNotFound, ErrClosed), and stops there.
+func (f *Follower) All(ctx context.Context) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		for {
+			ev, err := f.Next(ctx)
+			if !yield(ev, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
 // Close ends the Follower; a Next under way returns soon after with ErrClosed or ctx's error.
 func (f *Follower) Close() error {
 	if f.done.CompareAndSwap(false, true) {
@@ -479,33 +494,44 @@ func (fs *feeds) closeAll() {
 	}
 }
 
-// Feed delivers the events of every room as they are committed, in commit order (so each
-// room's events in position order). It holds a bounded queue, which grows only as far as the
-// consumer falls behind: a consumer that falls further loses events and is told so by
-// ErrLagged, once every event queued before the loss has been returned. It repairs the gap by
-// comparing, for each room it cares about, the last position it saw with Room.LastPos and
-// reading what it missed; Next then goes on with new events.
+// Feed delivers the events of every room as they are committed, each room's in position
+// order, each exactly once. On a store of one process that is commit order across rooms as
+// well; on a shared store (a Bus) events reach the Feed a room at a time, so only each room's
+// order holds.
 //
-// A Feed starts with the events committed after it is made. A consumer that also wants the
-// state before makes the Feed first, then reads the rooms: an event from the Feed at or below
-// a room's LastPos as read then is one it already has.
+// A Feed holds a bounded queue, which grows only as far as the consumer falls behind. A
+// consumer that falls further loses nothing: for each room whose events no longer fit, the
+// Feed remembers the first position it did not queue, and once the consumer has drained the
+// queue it reads those rooms' events from the store, then goes on with live ones. Only when
+// the engine itself lost track of other processes' commits (a Bus cursor past its retention)
+// does Next return ErrLagged, after everything queued before; the consumer then compares the
+// rooms it cares about with the store.
 //
-// A Feed is for dashboards and operator views; to follow one room without loss, use Follow.
+// A Feed starts with the events committed after it is made (on a shared store, some
+// committed just before may come too). A consumer that also wants the state before makes the
+// Feed first, then reads the rooms: an event from the Feed at or below a room's LastPos as
+// read then is one it already has.
 type Feed struct {
+	e      *Engine
 	fs     *feeds
 	max    int
 	mu     sync.Mutex
 	q      []Event // q[head:] are queued
 	head   int
-	lagged bool // events were dropped after q; told once q is drained
+	behind map[ID]feedGap // rooms whose events from gap.from on are read from the store
+	lagged bool           // the engine lost events; told once q is drained
 	wake   chan struct{}
 	closed chan struct{}
 	once   sync.Once
+	buf    []Event
 }
+
+// feedGap is a room's events a Feed did not queue: from the first to the last known.
+type feedGap struct{ from, to uint64 }
 
 // Feed returns a new Feed of every room's events from now on.
 func (e *Engine) Feed() *Feed {
-	f := &Feed{fs: &e.feeds, max: e.opts.feedBuffer, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	f := &Feed{e: e, fs: &e.feeds, max: e.opts.feedBuffer, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 	e.feeds.mu.Lock()
 	defer e.feeds.mu.Unlock()
 	if e.closed() {
@@ -520,25 +546,39 @@ func (e *Engine) Feed() *Feed {
 func (f *Feed) push(evs []Event) {
 	f.mu.Lock()
 	for i := range evs {
-		if f.lagged || len(f.q)-f.head >= f.max {
-			f.lagged = true // drop until the consumer has drained and been told
-			break
+		ev := &evs[i]
+		if g, ok := f.behind[ev.RoomID]; ok { // read from the store, after what is queued
+			g.to = max(g.to, ev.Pos)
+			f.behind[ev.RoomID] = g
+			continue
+		}
+		if len(f.q)-f.head >= f.max {
+			if f.behind == nil {
+				f.behind = make(map[ID]feedGap)
+			}
+			f.behind[ev.RoomID] = feedGap{ev.Pos, ev.Pos}
+			continue
 		}
 		if f.head > 0 && f.head == len(f.q) {
 			f.q, f.head = f.q[:0], 0
 		}
-		f.q = append(f.q, evs[i])
+		f.q = append(f.q, *ev)
 	}
 	f.mu.Unlock()
+	f.signal()
+}
+
+func (f *Feed) signal() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Next returns the next event. It returns ErrLagged once after events were dropped (the
-// events before the drop have all been returned), ctx.Err() when ctx ends, and ErrClosed
-// after Close or the Engine's Close.
+// Next returns the next event. It returns ctx.Err() when ctx ends, ErrClosed after Close or
+// the Engine's Close, ErrLagged once after the engine lost track of other processes' commits
+// (see Feed), and a store's error when it could not read a room the Feed had to catch up on
+// (Next may be called again).
 func (f *Feed) Next(ctx context.Context) (Event, error) {
 	for {
 		f.mu.Lock()
@@ -554,11 +594,23 @@ func (f *Feed) Next(ctx context.Context) (Event, error) {
 			f.mu.Unlock()
 			return ev, nil
 		}
-		lagged := f.lagged
-		f.lagged = false
 		if cap(f.q) > 2*minFeedCap { // drained: give back what a burst grew
 			f.q, f.head = nil, 0
 		}
+		if len(f.behind) > 0 {
+			var room ID
+			var g feedGap
+			for room, g = range f.behind {
+				break
+			}
+			f.mu.Unlock()
+			if err := f.catchUp(ctx, room, g); err != nil {
+				return Event{}, err
+			}
+			continue
+		}
+		lagged := f.lagged
+		f.lagged = false
 		f.mu.Unlock()
 		if lagged {
 			return Event{}, fmt.Errorf("chat: feed: %w", ErrLagged)
@@ -569,6 +621,45 @@ func (f *Feed) Next(ctx context.Context) (Event, error) {
 			return Event{}, fmt.Errorf("chat: feed: %w", ErrClosed)
 		case <-ctx.Done():
 			return Event{}, ctx.Err()
+		}
+	}
+}
+
+// catchUp queues the next batch of a room's events the Feed did not queue live.
+func (f *Feed) catchUp(ctx context.Context, room ID, g feedGap) error {
+	var err error
+	f.buf, err = f.e.readEvents(ctx, room, g.from, int(min(g.to-g.from+1, followBatch)), f.buf[:0])
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.behind[room]
+	if isNotFound(err) || len(f.buf) == 0 { // deleted since
+		delete(f.behind, room)
+		return nil
+	}
+	f.q = append(f.q, f.buf...)
+	cur.from = f.buf[len(f.buf)-1].Pos + 1
+	if cur.from > cur.to {
+		delete(f.behind, room) // caught up: live events go to the queue again
+	} else {
+		f.behind[room] = cur
+	}
+	clear(f.buf)
+	return nil
+}
+
+// All returns an iterator over the Feed's events, for range loops: it yields each event with
+// a nil error, or the error that ends it (ctx's, ErrClosed...), and stops there. An ErrLagged
+// is yielded without ending it.
+func (f *Feed) All(ctx context.Context) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		for {
+			ev, err := f.Next(ctx)
+			if !yield(ev, err) || (err != nil && !errors.Is(err, ErrLagged)) {
+				return
+			}
 		}
 	}
 }
