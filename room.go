@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -24,6 +25,8 @@ type Room struct {
 	Attributes map[string]string
 	// EmptyTTL, when not zero, deletes the room once it has had no joined member for that long.
 	EmptyTTL time.Duration
+	// Idle, when on, ends the room once it goes quiet.
+	Idle IdleControl
 	// CreatedAt is when the room was created.
 	CreatedAt time.Time
 	// UpdatedAt is when the room's own fields last changed.
@@ -56,6 +59,8 @@ type NewRoom struct {
 	Attributes map[string]string
 	// EmptyTTL, when not zero, deletes the room once it has had no joined member for that long.
 	EmptyTTL time.Duration
+	// Idle, when on, ends the room once it goes quiet.
+	Idle IdleControl
 	// Members join the room in the same commit that creates it, in this order, so that a
 	// room never exists without its first members (a Genesys chat and its client).
 	Members []NewMember
@@ -65,6 +70,8 @@ type NewRoom struct {
 type NewMember struct {
 	// User is the user who joins.
 	User ID
+	// NewUser, when not nil, is a user to create in the same commit and join instead of User.
+	NewUser *NewUser
 	// Nickname is its nickname in the room.
 	Nickname string
 	// Role is its role in the room.
@@ -76,6 +83,11 @@ func (n NewRoom) Validate() error {
 	for _, m := range n.Members {
 		if err := checkField("nickname", m.Nickname); err != nil {
 			return err
+		}
+		if m.NewUser != nil {
+			if err := m.NewUser.Validate(); err != nil {
+				return err
+			}
 		}
 		if err := checkField("role", string(m.Role)); err != nil {
 			return err
@@ -91,7 +103,43 @@ func (n NewRoom) Validate() error {
 	if n.EmptyTTL < 0 {
 		return invalid("TTL", "negative")
 	}
+	if err := n.Idle.Validate(); err != nil {
+		return err
+	}
 	return checkAttributes(n.Attributes)
+}
+
+// IdleControl ends a room that goes quiet, as contact centres do: after Warn without an
+// event, a notice with WarnText; after Close more without one, a notice with CloseText and the
+// room's end (EventEnded). Any event counts as activity, a receipt or typing too. It is kept
+// with the room and runs on the engine's timers, in whichever process sharing the store sees
+// it due first, and at most once.
+type IdleControl struct {
+	// Warn is how long the room may be quiet before the warning; zero turns idle control off.
+	Warn time.Duration
+	// Close is how long after an unanswered warning the room ends; zero turns it off.
+	Close time.Duration
+	// WarnText and CloseText are the notices' texts.
+	WarnText, CloseText string
+}
+
+// On reports whether idle control is on: both durations set.
+func (c IdleControl) On() bool { return c.Warn > 0 && c.Close > 0 }
+
+// Validate refuses negative durations and texts a notice could not hold.
+func (c IdleControl) Validate() error {
+	if c.Warn < 0 || c.Close < 0 {
+		return invalid("idle", "negative duration")
+	}
+	for _, t := range []string{c.WarnText, c.CloseText} {
+		if len(t) > MaxAttributeValueBytes {
+			return invalid("idle", "text longer than %d bytes", MaxAttributeValueBytes)
+		}
+		if err := checkString("idle text", t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RoomUpdate changes the fields that are not nil.
@@ -109,13 +157,15 @@ type RoomUpdate struct {
 	Attributes map[string]string
 	// EmptyTTL, when set, replaces the TTL.
 	EmptyTTL *time.Duration
+	// Idle, when set, replaces the idle control.
+	Idle *IdleControl
 }
 
 // Validate checks lengths, encodings and the TTL.
 func (u RoomUpdate) Validate() error {
 	return NewRoom{
 		Name: deref(u.Name), DisplayName: deref(u.DisplayName), ImageURL: deref(u.ImageURL),
-		Attributes: u.Attributes, EmptyTTL: deref(u.EmptyTTL),
+		Attributes: u.Attributes, EmptyTTL: deref(u.EmptyTTL), Idle: deref(u.Idle),
 	}.Validate()
 }
 
@@ -193,48 +243,137 @@ type Member struct {
 }
 
 // CreateRoom creates a room, with n.Members joined in the same commit (an EventJoined each;
-// private rooms admit them uninvited).
-// It returns ErrInvalid, ErrConflict for a taken name or a user listed twice, ErrNotFound for
-// an unknown member user.
+// private rooms admit them uninvited), as CreateConversation does.
 func (e *Engine) CreateRoom(ctx context.Context, n NewRoom) (Room, error) {
+	c, err := e.CreateConversation(ctx, n)
+	return c.Room, err
+}
+
+// Conversation is a room with the first members CreateConversation joined to it.
+type Conversation struct {
+	// Room is the room, with its first events counted in LastPos.
+	Room Room
+	// Members are the records of NewRoom.Members, in their order.
+	Members []Member
+}
+
+// CreateConversation creates a room with its first members and attributes in one commit: a
+// room never exists without them, and nothing is left behind if one of them is refused (a
+// web visitor's chat, made with the visitor). A NewMember with NewUser set joins a user it
+// creates in the same commit. It returns ErrInvalid, ErrConflict for a taken room or user
+// name or a user listed twice, ErrNotFound for an unknown member user.
+func (e *Engine) CreateConversation(ctx context.Context, n NewRoom) (Conversation, error) {
 	if err := n.Validate(); err != nil {
-		return Room{}, err
+		return Conversation{}, err
 	}
 	now := e.now()
 	r := Room{
 		ID: e.ids.New(now), Name: n.Name, DisplayName: n.DisplayName, ImageURL: n.ImageURL,
-		Private: n.Private, Attributes: cloneMap(n.Attributes), EmptyTTL: n.EmptyTTL,
+		Private: n.Private, Attributes: cloneMap(n.Attributes), EmptyTTL: n.EmptyTTL, Idle: n.Idle,
 		CreatedAt: now, UpdatedAt: now,
 	}
-	var created Room
+	users := make([]User, len(n.Members))
+	for i, nm := range n.Members {
+		if nm.NewUser != nil {
+			users[i] = newUser(*nm.NewUser, e.ids.New(now), now)
+		}
+	}
+	var c Conversation
 	_, err := e.update(ctx, func(tx *wtx) error {
-		if r.Name != "" {
-			if _, err := tx.RoomByName(r.Name); err == nil {
-				return fmt.Errorf("chat: room name %q: %w", r.Name, ErrConflict)
-			}
-		}
-		r.Joins = 0
-		if err := tx.PutRoom(r); err != nil {
-			return err
-		}
-		for _, nm := range n.Members {
-			if _, err := tx.join(r.ID, nm.User, JoinOptions{Nickname: nm.Nickname, Role: nm.Role}, true); err != nil {
-				return err
-			}
-		}
-		if r.EmptyTTL > 0 && len(n.Members) == 0 {
-			if err := tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: now.Add(r.EmptyTTL)}); err != nil {
-				return err
-			}
-		}
-		r, err := tx.Room(r.ID)
-		created = r
+		var err error
+		c, err = tx.createRoom(r, n.Members, users)
 		return err
 	})
 	if err != nil {
-		return Room{}, err
+		return Conversation{}, err
 	}
-	return created, nil
+	return c, nil
+}
+
+// createRoom stores r with its first members (users[i], when not zero, is created for
+// members[i]) and arms its timers.
+func (tx *wtx) createRoom(r Room, members []NewMember, users []User) (Conversation, error) {
+	if r.Name != "" {
+		if _, err := tx.RoomByName(r.Name); err == nil {
+			return Conversation{}, fmt.Errorf("chat: room name %q: %w", r.Name, ErrConflict)
+		}
+	}
+	r.Joins = 0
+	if err := tx.PutRoom(r); err != nil {
+		return Conversation{}, err
+	}
+	c := Conversation{Members: make([]Member, 0, len(members))}
+	for i, nm := range members {
+		user := nm.User
+		if !users[i].ID.IsZero() {
+			if err := tx.createUser(users[i]); err != nil {
+				return Conversation{}, err
+			}
+			user = users[i].ID
+		}
+		m, err := tx.join(r.ID, user, JoinOptions{Nickname: nm.Nickname, Role: nm.Role}, true)
+		if err != nil {
+			return Conversation{}, err
+		}
+		c.Members = append(c.Members, m)
+	}
+	now := tx.e.now()
+	if r.EmptyTTL > 0 && len(members) == 0 {
+		if err := tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: now.Add(r.EmptyTTL)}); err != nil {
+			return Conversation{}, err
+		}
+	}
+	if err := tx.armIdle(r, now); err != nil {
+		return Conversation{}, err
+	}
+	var err error
+	c.Room, err = tx.Room(r.ID)
+	return c, err
+}
+
+// EnsureRoom returns the room named n.Name, creating it from n if there is none, and reports
+// whether it created it. Two callers racing for one name get the same room: no ErrConflict.
+// n.Name must not be empty. It returns ErrInvalid, and CreateConversation's errors.
+func (e *Engine) EnsureRoom(ctx context.Context, n NewRoom) (Room, bool, error) {
+	if n.Name == "" {
+		return Room{}, false, invalid("name", "empty: EnsureRoom finds rooms by name")
+	}
+	if err := n.Validate(); err != nil {
+		return Room{}, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		now := e.now()
+		r := Room{
+			ID: e.ids.New(now), Name: n.Name, DisplayName: n.DisplayName, ImageURL: n.ImageURL,
+			Private: n.Private, Attributes: cloneMap(n.Attributes), EmptyTTL: n.EmptyTTL, Idle: n.Idle,
+			CreatedAt: now, UpdatedAt: now,
+		}
+		users := make([]User, len(n.Members))
+		for i, nm := range n.Members {
+			if nm.NewUser != nil {
+				users[i] = newUser(*nm.NewUser, e.ids.New(now), now)
+			}
+		}
+		var got Room
+		created := false
+		_, err := e.update(ctx, func(tx *wtx) error {
+			created = false
+			if existing, err := tx.RoomByName(n.Name); err == nil {
+				got = existing
+				return nil
+			} else if !isNotFound(err) {
+				return err
+			}
+			c, err := tx.createRoom(r, n.Members, users)
+			got, created = c.Room, err == nil
+			return err
+		})
+		// A store with several processes finds the name taken only at commit: look again.
+		if errors.Is(err, ErrConflict) && attempt == 0 {
+			continue
+		}
+		return got, created, err
+	}
 }
 
 // Room returns a room, or ErrNotFound.
@@ -280,6 +419,7 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 		setIf(&r.ImageURL, up.ImageURL)
 		setIf(&r.Private, up.Private)
 		setIf(&r.EmptyTTL, up.EmptyTTL)
+		setIf(&r.Idle, up.Idle)
 		if up.Attributes != nil {
 			attrs := cloneMap(r.Attributes)
 			if attrs == nil {
@@ -301,6 +441,11 @@ func (e *Engine) UpdateRoom(ctx context.Context, id ID, up RoomUpdate) (Room, er
 		r.UpdatedAt = tx.e.now()
 		if err := tx.PutRoom(r); err != nil {
 			return err
+		}
+		if up.Idle != nil {
+			if err := tx.armIdle(r, tx.e.now()); err != nil {
+				return err
+			}
 		}
 		if up.EmptyTTL != nil {
 			return tx.armRoomTTL(r)
@@ -334,22 +479,7 @@ func (e *Engine) EndRoom(ctx context.Context, id ID) (Event, error) {
 		if r.Ended() {
 			return fmt.Errorf("chat: room %s: %w", id, ErrEnded)
 		}
-		r.EndedAt = tx.e.now()
-		if err := tx.PutRoom(r); err != nil {
-			return err
-		}
-		// Nobody types in an ended room: the end ends every indicator.
-		ms, err := tx.Members(id)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if err := tx.clearTyping(&m); err != nil {
-				return err
-			}
-		}
-		_, err = tx.append(Event{RoomID: id, Type: EventEnded})
-		return err
+		return tx.endRoom(r)
 	})
 	if err != nil {
 		return Event{}, err
@@ -421,6 +551,9 @@ type JoinOptions struct {
 	// otherwise, in any room): for a surface whose policy is that its callers join only where
 	// they were invited, checked in the same transaction as the join.
 	InvitedOnly bool
+	// KeepJoined makes Join of a user who is joined already return its membership as it is,
+	// appending nothing, instead of ErrConflict: a join that may be repeated.
+	KeepJoined bool
 }
 
 // Join makes a user a joined member of a room, with a new JoinNumber, and appends
@@ -452,6 +585,8 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 	var m Member
 	cur, err := tx.MemberByUser(roomID, userID)
 	switch {
+	case err == nil && cur.State == Joined && o.KeepJoined:
+		return cur, nil
 	case err == nil && cur.State == Joined:
 		return Member{}, fmt.Errorf("chat: user %s already joined room %s: %w", userID, roomID, ErrConflict)
 	case err == nil && cur.State == Invited:
@@ -736,4 +871,82 @@ func (tx *wtx) expireRoom(t Timer, now time.Time) (bool, error) {
 		return false, tx.setTimer(Timer{Kind: TimerRoomTTL, Room: r.ID, At: due})
 	}
 	return true, tx.DeleteRoom(r.ID)
+}
+
+// endRoom ends r: EndedAt, every typing indicator cleared, EventEnded.
+func (tx *wtx) endRoom(r Room) error {
+	r.EndedAt = tx.e.now()
+	if err := tx.PutRoom(r); err != nil {
+		return err
+	}
+	// Nobody types in an ended room: the end ends every indicator.
+	ms, err := tx.Members(r.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := tx.clearTyping(&m); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteTimer(TimerIdle, r.ID, ID{}); err != nil {
+		return err
+	}
+	_, err = tx.append(Event{RoomID: r.ID, Type: EventEnded})
+	return err
+}
+
+// armIdle sets r's idle timer for its next check, or removes it when idle control is off.
+func (tx *wtx) armIdle(r Room, now time.Time) error {
+	if !r.Idle.On() || r.Ended() {
+		return tx.DeleteTimer(TimerIdle, r.ID, ID{})
+	}
+	last := r.CreatedAt
+	if r.LastTime.After(last) {
+		last = r.LastTime
+	}
+	return tx.setTimer(Timer{Kind: TimerIdle, Room: r.ID, At: last.Add(r.Idle.Warn)})
+}
+
+// expireIdle acts on a due TimerIdle: the warning notice, or the closing one and the end, if
+// the room has been quiet long enough; otherwise it sets the timer for the next check. A room
+// is warned when its last event is the warning notice.
+func (tx *wtx) expireIdle(t Timer, now time.Time) (bool, error) {
+	r, err := tx.Room(t.Room)
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !r.Idle.On() || r.Ended() {
+		return false, tx.DeleteTimer(t.Kind, t.Room, t.Member)
+	}
+	last := r.CreatedAt
+	if r.LastTime.After(last) {
+		last = r.LastTime
+	}
+	warned := false
+	if r.LastPos > 0 {
+		ev, err := tx.Event(r.ID, r.LastPos)
+		if err != nil {
+			return false, err
+		}
+		warned = ev.Type == EventNotice && ev.User.IsZero() && ev.Text == r.Idle.WarnText
+	}
+	switch {
+	case warned && now.Sub(last) >= r.Idle.Close:
+		if _, err := tx.append(Event{RoomID: r.ID, Type: EventNotice, Text: r.Idle.CloseText}); err != nil {
+			return false, err
+		}
+		return true, tx.endRoom(r)
+	case warned:
+		return false, tx.setTimer(Timer{Kind: TimerIdle, Room: r.ID, At: last.Add(r.Idle.Close)})
+	case now.Sub(last) >= r.Idle.Warn:
+		if _, err := tx.append(Event{RoomID: r.ID, Type: EventNotice, Text: r.Idle.WarnText}); err != nil {
+			return false, err
+		}
+		return false, tx.setTimer(Timer{Kind: TimerIdle, Room: r.ID, At: now.Add(r.Idle.Close)})
+	}
+	return false, tx.setTimer(Timer{Kind: TimerIdle, Room: r.ID, At: last.Add(r.Idle.Warn)})
 }

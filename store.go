@@ -152,6 +152,8 @@ const (
 	TimerTyping TimerKind = "typing"
 	// TimerRoomTTL deletes a room that has been empty for its EmptyTTL.
 	TimerRoomTTL TimerKind = "room-ttl"
+	// TimerIdle checks a room's idle control.
+	TimerIdle TimerKind = "idle"
 )
 
 // Timer is a deadline the Engine keeps in the Store, so that it outlives the process that set

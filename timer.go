@@ -181,7 +181,7 @@ func (s *scheduler) poll() {
 		s.e.log.Warn("chat: loading timers", "err", err)
 	}
 	for _, t := range due {
-		if t.Kind == TimerTyping || t.Kind == TimerRoomTTL { // a newer engine's kinds are its own
+		if t.Kind == TimerTyping || t.Kind == TimerRoomTTL || t.Kind == TimerIdle { // a newer engine's kinds are its own
 			s.arm(t)
 		}
 	}
@@ -213,9 +213,9 @@ func (e *Engine) fireTimer(it timerItem, now time.Time) {
 		e.flushTyping(k.room, k.member)
 		return
 	}
-	deleted := false
+	deleted, ended := false, false
 	_, err := e.updateIn(e.ctx, k.room, func(tx *wtx) error {
-		deleted = false
+		deleted, ended = false, false
 		t, err := tx.Timer(k.kind, k.room, k.member)
 		if isNotFound(err) {
 			return nil // done already (by another process, perhaps), or cancelled
@@ -233,6 +233,9 @@ func (e *Engine) fireTimer(it timerItem, now time.Time) {
 		case TimerRoomTTL:
 			deleted, err = tx.expireRoom(t, now)
 			return err
+		case TimerIdle:
+			ended, err = tx.expireIdle(t, now)
+			return err
 		}
 		return nil
 	})
@@ -244,5 +247,8 @@ func (e *Engine) fireTimer(it timerItem, now time.Time) {
 	}
 	if deleted {
 		e.hubs.deleted(k.room)
+	}
+	if ended {
+		e.hubs.roomChanged(k.room)
 	}
 }

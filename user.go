@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"fmt"
 	"time"
 )
@@ -95,22 +97,72 @@ func (e *Engine) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		return User{}, err
 	}
 	now := e.now()
-	u := User{
-		ID: e.ids.New(now), Name: n.Name, DisplayName: n.DisplayName, Email: n.Email,
-		AvatarURL: n.AvatarURL, Attributes: cloneMap(n.Attributes), CreatedAt: now, UpdatedAt: now,
-	}
-	_, err := e.update(ctx, func(tx *wtx) error {
-		if u.Name != "" {
-			if _, err := tx.UserByName(u.Name); err == nil {
-				return fmt.Errorf("chat: user name %q: %w", u.Name, ErrConflict)
-			}
-		}
-		return tx.PutUser(u)
-	})
+	u := newUser(n, e.ids.New(now), now)
+	_, err := e.update(ctx, func(tx *wtx) error { return tx.createUser(u) })
 	if err != nil {
 		return User{}, err
 	}
 	return u, nil
+}
+
+func newUser(n NewUser, id ID, now time.Time) User {
+	return User{
+		ID: id, Name: n.Name, DisplayName: n.DisplayName, Email: n.Email,
+		AvatarURL: n.AvatarURL, Attributes: cloneMap(n.Attributes), CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+// createUser stores a new user, refusing a taken name.
+func (tx *wtx) createUser(u User) error {
+	if u.Name != "" {
+		if _, err := tx.UserByName(u.Name); err == nil {
+			return fmt.Errorf("chat: user name %q: %w", u.Name, ErrConflict)
+		}
+	}
+	return tx.PutUser(u)
+}
+
+// UpsertUser makes the user named n.Name hold n's fields: it creates it, or updates it where
+// it differs (Attributes replaced whole), and reports whether it created it. Two callers
+// racing for one name get the same user. n.Name must not be empty. It returns ErrInvalid.
+func (e *Engine) UpsertUser(ctx context.Context, n NewUser) (User, bool, error) {
+	if n.Name == "" {
+		return User{}, false, invalid("name", "empty: UpsertUser finds users by name")
+	}
+	if err := n.Validate(); err != nil {
+		return User{}, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		now := e.now()
+		fresh := newUser(n, e.ids.New(now), now)
+		var u User
+		created := false
+		_, err := e.update(ctx, func(tx *wtx) error {
+			created = false
+			cur, err := tx.UserByName(n.Name)
+			switch {
+			case isNotFound(err):
+				u, created = fresh, true
+				return tx.createUser(u)
+			case err != nil:
+				return err
+			}
+			u = cur
+			if cur.DisplayName == n.DisplayName && cur.Email == n.Email && cur.AvatarURL == n.AvatarURL && maps.Equal(cur.Attributes, n.Attributes) {
+				return nil
+			}
+			u.DisplayName, u.Email, u.AvatarURL = n.DisplayName, n.Email, n.AvatarURL
+			u.Attributes, u.UpdatedAt = cloneMap(n.Attributes), now
+			return tx.PutUser(u)
+		})
+		if errors.Is(err, ErrConflict) && attempt == 0 {
+			continue // created by another process meanwhile: update it
+		}
+		if err == nil && !created {
+			e.users.drop(u.ID)
+		}
+		return u, created, err
+	}
 }
 
 // User returns a user, or ErrNotFound.

@@ -191,7 +191,14 @@ func appendRoom(b []byte, r *chat.Room) []byte {
 	b = append(b, private)
 	b = binary.AppendVarint(b, int64(r.EmptyTTL))
 	b = binary.AppendUvarint(b, r.Joins)
-	return appendAttrs(b, r.Attributes)
+	b = appendAttrs(b, r.Attributes)
+	if r.Idle != (chat.IdleControl{}) { // came later: most rooms have none
+		b = binary.AppendVarint(b, int64(r.Idle.Warn))
+		b = binary.AppendVarint(b, int64(r.Idle.Close))
+		b = appendStr(b, r.Idle.WarnText)
+		b = appendStr(b, r.Idle.CloseText)
+	}
+	return b
 }
 
 func decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
@@ -199,6 +206,10 @@ func decodeRoom(id chat.ID, v []byte) (chat.Room, error) {
 	r := chat.Room{ID: id, CreatedAt: d.time(), UpdatedAt: d.time(), EndedAt: d.time(), Name: d.str(),
 		DisplayName: d.str(), ImageURL: d.str(), Private: d.byte() == 1, EmptyTTL: time.Duration(d.varint()),
 		Joins: d.uvarint(), Attributes: d.attrs()}
+	if len(d.b) > 0 && d.err == nil {
+		r.Idle = chat.IdleControl{Warn: time.Duration(d.varint()), Close: time.Duration(d.varint()),
+			WarnText: d.str(), CloseText: d.str()}
+	}
 	return r, d.done(func() string { return "room " + id.String() })
 }
 

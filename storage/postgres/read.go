@@ -21,7 +21,7 @@ type querier interface {
 
 const (
 	userCols   = `id, name, display_name, email, avatar_url, attributes, created_at, updated_at`
-	roomCols   = `id, name, display_name, image_url, private, attributes, empty_ttl, created_at, updated_at, ended_at, joins, last_pos, last_time, version, incarnation`
+	roomCols   = `id, name, display_name, image_url, private, attributes, empty_ttl, created_at, updated_at, ended_at, joins, last_pos, last_time, version, incarnation, idle`
 	memberCols = `room, id, user_id, state, nickname, role, join_number, delivered, read, invited_by, invited_at, joined_at, left_at, pos, typing_until, typing_text`
 	eventCols  = `room, pos, id, type, name, from_member, user_id, to_member, text, body, ref, visibility, time, key, prev`
 )
@@ -73,9 +73,13 @@ func scanRoom(row pgx.Row) (chat.Room, roomMeta, error) {
 	var r chat.Room
 	var m roomMeta
 	var name *string
+	var idle *chat.IdleControl
 	err := row.Scan(&r.ID, &name, &r.DisplayName, &r.ImageURL, &r.Private, &r.Attributes, &r.EmptyTTL,
-		&r.CreatedAt, &r.UpdatedAt, &r.EndedAt, &r.Joins, &r.LastPos, &r.LastTime, &m.version, &m.inc)
+		&r.CreatedAt, &r.UpdatedAt, &r.EndedAt, &r.Joins, &r.LastPos, &r.LastTime, &m.version, &m.inc, &idle)
 	r.Name = str(name)
+	if idle != nil {
+		r.Idle = *idle
+	}
 	utc(&r.CreatedAt, &r.UpdatedAt, &r.EndedAt, &r.LastTime)
 	return r, m, err
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // SchemaVersion is the version of the schema this package writes: the number of migrations.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrations are the steps from one schema version to the next: migrations[i] takes a
 // database from version i to i+1. Each runs in one transaction with the version update, so a
@@ -140,6 +140,10 @@ CREATE TABLE parley_bus (
 	pruned_before timestamptz NOT NULL
 );
 INSERT INTO parley_bus (pruned_before) VALUES ('-infinity');
+`,
+	// 3: rooms' idle control (chat.IdleControl as JSON; NULL when the room has none).
+	`
+ALTER TABLE parley_rooms ADD COLUMN idle jsonb;
 `,
 }
 

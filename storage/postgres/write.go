@@ -759,11 +759,12 @@ func (w *writer) DeleteUser(id chat.ID) error {
 
 const (
 	updateRoomSQL = `UPDATE parley_rooms SET name = $2, display_name = $3, image_url = $4, private = $5,
-	attributes = $6, empty_ttl = $7, created_at = $8, updated_at = $9, ended_at = $10, joins = $11, version = version + 1
+	attributes = $6, empty_ttl = $7, created_at = $8, updated_at = $9, ended_at = $10, joins = $11, idle = $12,
+	version = version + 1
 WHERE id = $1 AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM parley_rooms o WHERE o.name = $2 AND o.id <> $1))`
 	insertRoomSQL = `INSERT INTO parley_rooms (id, name, display_name, image_url, private, attributes, empty_ttl,
-	created_at, updated_at, ended_at, joins)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING incarnation`
+	created_at, updated_at, ended_at, joins, idle)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING incarnation`
 )
 
 func (w *writer) PutRoom(r chat.Room) error {
@@ -772,7 +773,7 @@ func (w *writer) PutRoom(r chat.Room) error {
 		return err
 	}
 	args := []any{r.ID, nullable(r.Name), r.DisplayName, r.ImageURL, r.Private, attrs(r.Attributes), int64(r.EmptyTTL),
-		r.CreatedAt, r.UpdatedAt, r.EndedAt, int64(r.Joins)}
+		r.CreatedAt, r.UpdatedAt, r.EndedAt, int64(r.Joins), idleArg(r.Idle)}
 	if st.exists {
 		n, err := w.exec("update room", updateRoomSQL, args...)
 		if err != nil {
@@ -1140,4 +1141,12 @@ func (w *writer) committed() {
 			}
 		}
 	}
+}
+
+// idleArg is a room's idle control as its column holds it: NULL for none.
+func idleArg(c chat.IdleControl) any {
+	if c == (chat.IdleControl{}) {
+		return nil
+	}
+	return c
 }

@@ -214,7 +214,7 @@ func roomEqual(a, b *chat.Room) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.DisplayName == b.DisplayName && a.ImageURL == b.ImageURL &&
 		a.Private == b.Private && mapEqual(a.Attributes, b.Attributes) && a.EmptyTTL == b.EmptyTTL &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt) && a.EndedAt.Equal(b.EndedAt) &&
-		a.Joins == b.Joins && a.LastPos == b.LastPos && a.LastTime.Equal(b.LastTime)
+		a.Joins == b.Joins && a.LastPos == b.LastPos && a.LastTime.Equal(b.LastTime) && a.Idle == b.Idle
 }
 
 func memberEqual(a, b *chat.Member) bool {
@@ -227,7 +227,7 @@ func memberEqual(a, b *chat.Member) bool {
 
 // comparedFields is how many fields the comparisons above know of each type; a test fails
 // when the engine adds one, so that they (and every Store's encoding) are updated.
-var comparedFields = map[string]int{"User": 8, "Room": 13, "Member": 16, "Event": 15}
+var comparedFields = map[string]int{"User": 8, "Room": 14, "Member": 16, "Event": 15}
 
 func eventEqual(a, b *chat.Event) bool {
 	return a.RoomID == b.RoomID && a.Pos == b.Pos && a.ID == b.ID && a.Type == b.Type && a.Name == b.Name &&

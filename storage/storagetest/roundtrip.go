@@ -28,6 +28,8 @@ func fill(v any, n *int) {
 			*x = json.RawMessage(fmt.Sprintf(`{"f":%d}`, *n))
 		case *map[string]string:
 			*x = map[string]string{fmt.Sprint("k", *n): fmt.Sprint("v", *n)}
+		case *chat.IdleControl:
+			fill(x, n)
 		default:
 			switch f.Kind() {
 			case reflect.String:
