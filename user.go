@@ -3,8 +3,8 @@ package chat
 import (
 	"context"
 	"errors"
-	"maps"
 	"fmt"
+	"maps"
 	"time"
 )
 
