@@ -132,6 +132,7 @@ type Engine struct {
 	timers *scheduler
 	shown  typingShown
 	users  userCache // for RenderContext
+	stats  stats
 	bus    *busSync  // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
@@ -208,6 +209,10 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closed() bool { return e.ctx.Err() != nil }
+
+// Clock returns the engine's clock: surfaces tell the time with it, so that a test's fake
+// clock moves them too.
+func (e *Engine) Clock() Clock { return e.clock }
 
 // now is the clock's time in UTC to the microsecond: the precision every Store keeps.
 func (e *Engine) now() time.Time { return e.clock.Now().UTC().Truncate(time.Microsecond) }
@@ -344,7 +349,10 @@ func (w *wtx) runTx(tx Tx) error {
 	return nil
 }
 
-func (w *wtx) publishEvents() { w.e.publish(w.events) }
+func (w *wtx) publishEvents() {
+	w.e.stats.appended.Add(uint64(len(w.events)))
+	w.e.publish(w.events)
+}
 
 // setTimer stores t and arms it in this process once the transaction commits.
 func (w *wtx) setTimer(t Timer) error {

@@ -170,3 +170,60 @@ func TestIdleControlOnASharedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMessagesPage: pages of messages in their current state, as a viewer sees them, both
+// ways, with the position the next page starts from.
+func TestMessagesPage(t *testing.T) {
+	forEachStore(t, func(t *testing.T, newStore func(testing.TB) chat.Store) {
+		w := newWorld(t, newStore)
+		e := w.e
+		bobM := must[chat.Member](t)(e.MemberByUser(ctx, w.room.ID, w.bob.ID))
+		send := func(text string, to chat.ID) chat.Event {
+			return must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: text, To: to}))
+		}
+		a := send("a", chat.ID{})                               // 3
+		send("b", chat.ID{})                                    // 4
+		must[chat.Event](t)(e.Notice(ctx, w.room.ID, "notice")) // 5
+		send("private", bobM.ID)                                // 6
+		d := send("d", chat.ID{})                               // 7
+		must[chat.Event](t)(e.Edit(ctx, w.room.ID, w.ada.ID, a.Pos, chat.NewMessage{Text: "a2"}))
+		must[chat.Event](t)(e.Delete(ctx, w.room.ID, w.ada.ID, d.Pos))
+		texts := func(ms []chat.Message) (out []string) {
+			for _, m := range ms {
+				s := m.Text
+				if !m.Deleted.IsZero() {
+					s = "(deleted)"
+				}
+				out = append(out, s)
+			}
+			return out
+		}
+		page := func(viewer chat.ID, o chat.ReadOptions) ([]string, uint64) {
+			ms, next, err := e.Messages(ctx, w.room.ID, viewer, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return texts(ms), next
+		}
+		cases := []struct {
+			name   string
+			viewer chat.ID
+			o      chat.ReadOptions
+			want   []string
+			next   uint64
+		}{
+			{"bob, all", w.bob.ID, chat.ReadOptions{Limit: 10}, []string{"a2", "b", "private", "(deleted)"}, 0},
+			{"outsider", w.outsider.ID, chat.ReadOptions{Limit: 10}, []string{"a2", "b", "(deleted)"}, 0},
+			{"system", chat.System(), chat.ReadOptions{Limit: 10}, []string{"a2", "b", "private", "(deleted)"}, 0},
+			{"newest two", w.bob.ID, chat.ReadOptions{Limit: 2, Backward: true}, []string{"(deleted)", "private"}, 5},
+			{"the page after", w.bob.ID, chat.ReadOptions{From: 5, Limit: 2, Backward: true}, []string{"b", "a2"}, 2},
+			{"forwards from 4", w.outsider.ID, chat.ReadOptions{From: 4, Limit: 1}, []string{"b"}, 5},
+		}
+		for _, c := range cases {
+			got, next := page(c.viewer, c.o)
+			if diff := cmp.Diff(c.want, got); diff != "" || next != c.next {
+				t.Errorf("%s: next %d, want %d; (-want +got):\n%s", c.name, next, c.next, diff)
+			}
+		}
+	})
+}

@@ -382,6 +382,22 @@ func (e *Engine) Room(ctx context.Context, id ID) (r Room, err error) {
 	return r, err
 }
 
+// RoomFor returns a room and the user's latest membership record in it, read together: the
+// zero Member if the user never was a member. Surfaces decide from it what a caller may see
+// of the room. It returns ErrNotFound for an unknown room.
+func (e *Engine) RoomFor(ctx context.Context, roomID, userID ID) (r Room, m Member, err error) {
+	err = e.view(ctx, func(tx ReadTx) error {
+		if r, err = tx.Room(roomID); err != nil {
+			return err
+		}
+		if m, err = tx.MemberByUser(roomID, userID); isNotFound(err) {
+			m, err = Member{}, nil
+		}
+		return err
+	})
+	return r, m, err
+}
+
 // RoomByName returns the room with a unique name, or ErrNotFound.
 func (e *Engine) RoomByName(ctx context.Context, name string) (r Room, err error) {
 	err = e.view(ctx, func(tx ReadTx) error { r, err = tx.RoomByName(name); return err })

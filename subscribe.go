@@ -202,7 +202,7 @@ func (s *Subscription) Present(max int) []ID {
 // the Engine is closed, or an error of the store when it had to read it (the subscription
 // fell behind the room's ring) and could not: Next may be called again later.
 func (s *Subscription) Next(ctx context.Context, dst []Frame) ([]Frame, error) {
-	h := s.h
+	h, n0 := s.h, len(dst)
 	if s.stale {
 		s.refreshViewer(ctx)
 	}
@@ -260,6 +260,7 @@ func (s *Subscription) Next(ctx context.Context, dst []Frame) ([]Frame, error) {
 		h.mu.Unlock()
 		return s.Next(ctx, dst)
 	}
+	s.e.stats.delivered.Add(uint64(len(dst) - n0))
 	return dst, nil
 }
 
@@ -274,6 +275,9 @@ func (s *Subscription) nextFromStore(ctx context.Context, dst []Frame, upTo uint
 	if err != nil {
 		return dst, err
 	}
+	s.e.stats.caughtUp.Add(1)
+	n := len(dst)
+	defer func() { s.e.stats.delivered.Add(uint64(len(dst) - n)) }()
 	for i := range s.buf {
 		ev := &s.buf[i]
 		s.noteMembership(ev)
@@ -367,8 +371,12 @@ func (h *hub) presenceLocked(r *Room, u *User, online bool, skip *Subscription) 
 			data = s.o.Format.Presence(r, u, online)
 			rendered[s.o.Format] = data
 		}
-		if data == nil || len(s.side) >= maxSide {
-			continue // presence is best effort: a connection that does not read loses some
+		if data == nil {
+			continue
+		}
+		if len(s.side) >= maxSide {
+			h.e.stats.presenceDropped.Add(1) // best effort: a connection that does not read loses some
+			continue
 		}
 		s.side = append(s.side, Frame{Data: data, NotTo: u.ID})
 		if s.waiting && s.o.Notify != nil {

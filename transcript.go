@@ -291,22 +291,8 @@ func (e *Engine) Message(ctx context.Context, roomID ID, pos uint64) (Message, e
 		if ev.Type != EventMessage {
 			return fmt.Errorf("chat: event %d of room %s is not a message: %w", pos, roomID, ErrNotFound)
 		}
-		msg = Message{Event: ev}
-		rev, err := tx.Revision(roomID, pos)
-		if err != nil || rev == 0 {
-			return err
-		}
-		last, err := tx.Event(roomID, rev)
-		if err != nil {
-			return err
-		}
-		if last.Type == EventDelete {
-			msg.Deleted, msg.Text, msg.Body = last.Time, "", nil
-			// Edited stays zero unless an edit came before the delete; cheap to leave out.
-			return nil
-		}
-		msg.Edited, msg.Text, msg.Body = last.Time, last.Text, last.Body
-		return nil
+		msg, err = currentState(tx, ev)
+		return err
 	})
 	return msg, err
 }
@@ -403,4 +389,96 @@ func (e *Engine) PosBefore(ctx context.Context, roomID ID, t time.Time) (uint64,
 		return nil
 	})
 	return pos, err
+}
+
+// Messages returns a page of a room's messages in their current state (edits applied; a
+// deleted message has Deleted set and no text or body), as viewer may see them: each passes
+// Event.VisibleToMember of viewer's latest membership record (System sees all). It reads from
+// o.From in o's direction until it has o.Limit messages, has gone through 10×o.Limit events,
+// or is at the end, and returns the position the next page starts from, 0 at the end. It
+// returns ErrNotFound for an unknown room, ErrInvalid for a bad limit.
+func (e *Engine) Messages(ctx context.Context, roomID, viewer ID, o ReadOptions) ([]Message, uint64, error) {
+	if err := o.Validate(); err != nil {
+		return nil, 0, err
+	}
+	var msgs []Message
+	var next uint64
+	err := e.view(ctx, func(tx ReadTx) error {
+		msgs, next = msgs[:0], 0
+		r, err := tx.Room(roomID)
+		if err != nil {
+			return err
+		}
+		var m Member
+		if !viewer.IsZero() {
+			if m, err = tx.MemberByUser(roomID, viewer); isNotFound(err) {
+				m, err = Member{UserID: viewer}, nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		pos := o.From
+		switch {
+		case pos == 0 && o.Backward, pos > r.LastPos && o.Backward:
+			pos = r.LastPos
+		case pos == 0:
+			pos = 1
+		}
+		budget := 10 * o.Limit
+		var buf []Event
+		for len(msgs) < o.Limit && budget > 0 && pos >= 1 && pos <= r.LastPos {
+			buf, err = tx.Events(roomID, pos, min(followBatch, budget), o.Backward, buf[:0])
+			if err != nil {
+				return err
+			}
+			if len(buf) == 0 {
+				break
+			}
+			for i := range buf {
+				ev := &buf[i]
+				budget--
+				if o.Backward {
+					pos = ev.Pos - 1
+				} else {
+					pos = ev.Pos + 1
+				}
+				if ev.Type != EventMessage || (!viewer.IsZero() && !ev.VisibleToMember(m)) {
+					continue
+				}
+				msg, err := currentState(tx, *ev)
+				if err != nil {
+					return err
+				}
+				msgs = append(msgs, msg)
+				if len(msgs) == o.Limit {
+					break
+				}
+			}
+		}
+		if pos >= 1 && pos <= r.LastPos {
+			next = pos
+		}
+		return nil
+	})
+	return msgs, next, err
+}
+
+// currentState applies a message's latest edit or its deletion.
+func currentState(tx ReadTx, ev Event) (Message, error) {
+	msg := Message{Event: ev}
+	rev, err := tx.Revision(ev.RoomID, ev.Pos)
+	if err != nil || rev == 0 {
+		return msg, err
+	}
+	last, err := tx.Event(ev.RoomID, rev)
+	if err != nil {
+		return msg, err
+	}
+	if last.Type == EventDelete {
+		msg.Deleted, msg.Text, msg.Body = last.Time, "", nil
+		return msg, nil
+	}
+	msg.Edited, msg.Text, msg.Body = last.Time, last.Text, last.Body
+	return msg, nil
 }
