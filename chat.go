@@ -133,7 +133,7 @@ type Engine struct {
 	shown  typingShown
 	users  userCache // for RenderContext
 	stats  stats
-	bus    *busSync  // nil unless the store is shared
+	bus    *busSync // nil unless the store is shared
 
 	// storeDown holds the last write error that wrapped ErrUnavailable, until a write
 	// succeeds; Health reports it.
