@@ -30,7 +30,7 @@ func joinedRooms(b *testing.B, e *chat.Engine, n int) ([]chat.ID, chat.ID) {
 	rooms := make([]chat.ID, n)
 	for i := range rooms {
 		r := must[chat.Room](b)(e.CreateRoom(ctx, chat.NewRoom{}))
-		must[chat.Member](b)(e.Join(ctx, r.ID, u.ID, chat.JoinOptions{}))
+		must[chat.Membership](b)(e.Join(ctx, r.ID, u.ID, chat.JoinOptions{}))
 		rooms[i] = r.ID
 	}
 	return rooms, u.ID
@@ -175,7 +175,7 @@ func BenchmarkMember(b *testing.B) {
 	before := heapInUse()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		must[chat.Member](b)(e.Join(ctx, rooms[i/10], users[i%10], chat.JoinOptions{}))
+		must[chat.Membership](b)(e.Join(ctx, rooms[i/10], users[i%10], chat.JoinOptions{}))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(heapInUse()-before)/float64(b.N), "bytes/member")

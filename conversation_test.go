@@ -103,7 +103,7 @@ func TestEnsureRoomAndUpsertUser(t *testing.T) {
 func TestKeepJoined(t *testing.T) {
 	w := newWorld(t, storeFactories[0].Open)
 	last := w.last(t)
-	m := must[chat.Member](t)(w.e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{KeepJoined: true}))
+	m := must[chat.Membership](t)(w.e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{KeepJoined: true}))
 	if m.ID != w.adaMember.ID || w.last(t) != last {
 		t.Fatalf("repeated join: %+v, transcript at %d from %d", m, w.last(t), last)
 	}

@@ -37,8 +37,8 @@ func newWorld(t *testing.T, newStore func(testing.TB) chat.Store, opts ...chat.O
 	w.ada = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "ada"}))
 	w.bob = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "bob"}))
 	w.outsider = must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{Name: "eve"}))
-	w.adaMember = must[chat.Member](t)(e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{}))
-	must[chat.Member](t)(e.Join(ctx, w.room.ID, w.bob.ID, chat.JoinOptions{}))
+	w.adaMember = must[chat.Membership](t)(e.Join(ctx, w.room.ID, w.ada.ID, chat.JoinOptions{})).Member
+	must[chat.Membership](t)(e.Join(ctx, w.room.ID, w.bob.ID, chat.JoinOptions{}))
 	return w
 }
 
@@ -55,7 +55,7 @@ func TestBadInputStoresNothing(t *testing.T) {
 		e := w.e
 		ghost := chat.ID{1}
 		ended := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "ended"}))
-		must[chat.Member](t)(e.Join(ctx, ended.ID, w.ada.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, ended.ID, w.ada.ID, chat.JoinOptions{}))
 		must[chat.Event](t)(e.EndRoom(ctx, ended.ID))
 		msg := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "hi"}))
 
@@ -180,24 +180,24 @@ func TestMemberStateMachine(t *testing.T) {
 		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
 
 		wantErr(t, func() error { _, err := e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}); return err }(), chat.ErrForbidden)
-		inv := must[chat.Member](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{Nickname: "guest"}))
+		inv := must[chat.Membership](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{Nickname: "guest"}))
 		if inv.State != chat.Invited || inv.JoinNumber != 0 {
 			t.Fatalf("invited member %+v", inv)
 		}
 		wantErr(t, func() error { _, err := e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{}); return err }(), chat.ErrConflict)
-		j1 := must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{Role: chat.RoleAgent}))
+		j1 := must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{Role: chat.RoleAgent}))
 		if j1.ID != inv.ID || j1.State != chat.Joined || j1.JoinNumber != 1 || j1.Nickname != "guest" || j1.Role != chat.RoleAgent {
 			t.Fatalf("joined member %+v (invited %+v)", j1, inv)
 		}
-		l1 := must[chat.Member](t)(e.Leave(ctx, room.ID, u.ID))
+		l1 := must[chat.Membership](t)(e.Leave(ctx, room.ID, u.ID))
 		if l1.ID != j1.ID || l1.State != chat.Left {
 			t.Fatalf("left member %+v", l1)
 		}
 		wantErr(t, func() error { _, err := e.Leave(ctx, room.ID, u.ID); return err }(), chat.ErrNotMember)
 		// Rejoining a private room needs a new invitation; it gets a new record and join number.
 		wantErr(t, func() error { _, err := e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}); return err }(), chat.ErrForbidden)
-		must[chat.Member](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{}))
-		j2 := must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Invite(ctx, room.ID, u.ID, chat.InviteOptions{}))
+		j2 := must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 		if j2.ID == j1.ID || j2.JoinNumber != 2 {
 			t.Fatalf("rejoined member %+v, first %+v", j2, j1)
 		}
@@ -233,17 +233,17 @@ func TestReceiptsAreWatermarks(t *testing.T) {
 			must[chat.Event](t)(e.Send(ctx, w.room.ID, w.bob.ID, chat.NewMessage{Text: "m"}))
 		}
 		last := w.last(t)
-		m := must[chat.Member](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, last-1))
+		m := must[chat.Membership](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, last-1))
 		if m.Delivered != last-1 || m.Read != 0 {
 			t.Fatalf("after delivered: %+v", m)
 		}
-		m = must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, last))
+		m = must[chat.Membership](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, last))
 		if m.Delivered != last || m.Read != last {
 			t.Fatalf("read must imply delivered: %+v", m)
 		}
 		after := w.last(t)
-		m = must[chat.Member](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, 2))
-		m = must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, 1))
+		m = must[chat.Membership](t)(e.MarkDelivered(ctx, w.room.ID, w.ada.ID, 2))
+		m = must[chat.Membership](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, 1))
 		if m.Delivered != last || m.Read != last {
 			t.Fatalf("watermarks moved backwards: %+v", m)
 		}
@@ -296,7 +296,7 @@ func TestTypingExpiresAndEndsOnSend(t *testing.T) {
 		e, clock := newEngine(t, newStore, chat.WithTypingTTL(5*time.Second))
 		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 		ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-		am := must[chat.Member](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+		am := must[chat.Membership](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
 
 		if ev, err := e.StartTyping(ctx, room.ID, ada.ID, "he"); err != nil || ev.Type != chat.EventTypingStarted {
 			t.Fatal(ev, err)
@@ -339,12 +339,12 @@ func TestRoomTTLDeletesEmptyRoom(t *testing.T) {
 		busy := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{EmptyTTL: time.Minute}))
 		empty := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "temp", EmptyTTL: time.Minute}))
 		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-		must[chat.Member](t)(e.Join(ctx, busy.ID, u.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, busy.ID, u.ID, chat.JoinOptions{}))
 		clock.Advance(61 * time.Second)
 		wantErr(t, func() error { _, err := e.Room(ctx, empty.ID); return err }(), chat.ErrNotFound)
 		must[chat.Room](t)(e.Room(ctx, busy.ID))
 		must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{Name: "temp"})) // the name is free again
-		must[chat.Member](t)(e.Leave(ctx, busy.ID, u.ID))
+		must[chat.Membership](t)(e.Leave(ctx, busy.ID, u.ID))
 		clock.Advance(30 * time.Second)
 		must[chat.Room](t)(e.Room(ctx, busy.ID))
 		clock.Advance(31 * time.Second)
@@ -359,7 +359,7 @@ func TestDeleteRoomAndUser(t *testing.T) {
 		f := must[*chat.Follower](t)(e.Follow(ctx, w.room.ID, 0))
 		defer f.Close()
 		other := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
-		must[chat.Member](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
 
 		if err := e.DeleteUser(ctx, w.ada.ID); err != nil {
 			t.Fatal(err)
@@ -469,7 +469,7 @@ func TestTypingExpiresOnTheRealClock(t *testing.T) {
 	defer e.Close()
 	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 	u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-	must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 	f := must[*chat.Follower](t)(e.Follow(ctx, room.ID, 0))
 	defer f.Close()
 	must[chat.Event](t)(e.StartTyping(ctx, room.ID, u.ID, ""))
@@ -517,8 +517,8 @@ func TestEndedRoomRefusesChanges(t *testing.T) {
 			}
 		}
 		// Leaving and receipts still work.
-		must[chat.Member](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, msg.Pos))
-		must[chat.Member](t)(e.Leave(ctx, w.room.ID, w.bob.ID))
+		must[chat.Membership](t)(e.MarkRead(ctx, w.room.ID, w.ada.ID, msg.Pos))
+		must[chat.Membership](t)(e.Leave(ctx, w.room.ID, w.bob.ID))
 	})
 }
 
@@ -581,7 +581,7 @@ func TestDeleteUserEndsTypingAndArmsTTL(t *testing.T) {
 		e, clock := newEngine(t, newStore)
 		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{EmptyTTL: time.Minute}))
 		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-		must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 		clock.Advance(2 * time.Minute) // not empty: the TTL does nothing
 		must[chat.Event](t)(e.StartTyping(ctx, room.ID, u.ID, ""))
 		if err := e.DeleteUser(ctx, u.ID); err != nil {
@@ -654,8 +654,8 @@ func TestPanicInATimerIsContained(t *testing.T) {
 	room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 	ada := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
 	bob := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-	must[chat.Member](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
-	must[chat.Member](t)(e.Join(ctx, room.ID, bob.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(e.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(e.Join(ctx, room.ID, bob.ID, chat.JoinOptions{}))
 	must[chat.Event](t)(e.StartTyping(ctx, room.ID, ada.ID, ""))
 	clock.Advance(100 * time.Millisecond)
 	must[chat.Event](t)(e.StartTyping(ctx, room.ID, bob.ID, ""))
@@ -724,12 +724,12 @@ func TestSendWithKeyIsIdempotent(t *testing.T) {
 		wantErr(t, err, chat.ErrConflict)
 		// The same key in another room is another message.
 		other := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
-		must[chat.Member](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, other.ID, w.ada.ID, chat.JoinOptions{}))
 		if ev := must[chat.Event](t)(e.Send(ctx, other.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"})); ev.RoomID != other.ID || ev.Pos != 2 {
 			t.Fatalf("in another room: %+v", ev)
 		}
 		// Even after the sender left (the answer was lost, the client retries later).
-		must[chat.Member](t)(e.Leave(ctx, w.room.ID, w.ada.ID))
+		must[chat.Membership](t)(e.Leave(ctx, w.room.ID, w.ada.ID))
 		if ev := must[chat.Event](t)(e.Send(ctx, w.room.ID, w.ada.ID, chat.NewMessage{Text: "once", Key: "k1"})); ev.Pos != first.Pos {
 			t.Fatalf("retry after leaving: %+v", ev)
 		}
@@ -750,9 +750,9 @@ func TestReceiptsCarryTheirPreviousWatermark(t *testing.T) {
 		mark := mark
 		var m chat.Member
 		if mark.read {
-			m = must[chat.Member](t)(w.e.MarkRead(ctx, w.room.ID, w.ada.ID, mark.pos))
+			m = must[chat.Membership](t)(w.e.MarkRead(ctx, w.room.ID, w.ada.ID, mark.pos)).Member
 		} else {
-			m = must[chat.Member](t)(w.e.MarkDelivered(ctx, w.room.ID, w.ada.ID, mark.pos))
+			m = must[chat.Membership](t)(w.e.MarkDelivered(ctx, w.room.ID, w.ada.ID, mark.pos)).Member
 		}
 		ev := must[chat.Event](t)(w.e.Event(ctx, w.room.ID, m.Pos))
 		prevs = append(prevs, ev.Prev)

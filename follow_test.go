@@ -25,7 +25,7 @@ func TestFollowUnderConcurrentAppends(t *testing.T) {
 		var users []chat.User
 		for i := 0; i < writers; i++ {
 			u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-			must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+			must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 			users = append(users, u)
 		}
 		total := uint64(writers + writers*each)
@@ -119,7 +119,7 @@ func TestStalledFollowerNeitherBlocksNorGrows(t *testing.T) {
 		e, _ := newEngine(t, storeFactories[0].Open, chat.WithFollowBuffer(64))
 		room := must[chat.Room](t)(e.CreateRoom(ctx, chat.NewRoom{}))
 		u := must[chat.User](t)(e.CreateUser(ctx, chat.NewUser{}))
-		must[chat.Member](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
+		must[chat.Membership](t)(e.Join(ctx, room.ID, u.ID, chat.JoinOptions{}))
 		var f *chat.Follower
 		if withFollower {
 			f = must[*chat.Follower](t)(e.Follow(ctx, room.ID, 1))

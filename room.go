@@ -169,6 +169,15 @@ func (u RoomUpdate) Validate() error {
 	}.Validate()
 }
 
+// Membership is what a membership call answers: the record as it is after the call, and the
+// event the call appended (the zero Event when it appended nothing: a receipt that moved no
+// watermark, a join of a member joined already with KeepJoined).
+type Membership struct {
+	Member
+	// Event is the event the call appended.
+	Event Event
+}
+
 // MemberState is where a membership is in its life: Invited → Joined → Left, and from Left
 // (or never a member) to Invited or Joined again as a new membership record.
 type MemberState uint8
@@ -518,12 +527,12 @@ type InviteOptions struct {
 // Invite invites a user to a room: a new membership record in state Invited and an
 // EventInvited. It returns ErrNotFound for an unknown room or user, ErrConflict if the user is
 // already invited or joined, ErrNotMember if the inviter is not a joined member, ErrEnded.
-func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions) (Member, error) {
+func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions) (Membership, error) {
 	if err := checkMember(o.Nickname, o.Role); err != nil {
-		return Member{}, err
+		return Membership{}, err
 	}
 	var m Member
-	_, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
 		r, err := tx.openRoom(roomID)
 		if err != nil {
 			return err
@@ -553,7 +562,7 @@ func (e *Engine) Invite(ctx context.Context, roomID, userID ID, o InviteOptions)
 		}
 		return tx.record(&m, Event{RoomID: roomID, Type: EventInvited, From: from, User: o.By, To: m.ID})
 	})
-	return m, err
+	return Membership{m, ev}, err
 }
 
 // JoinOptions are the optional parts of a join.
@@ -576,16 +585,16 @@ type JoinOptions struct {
 // EventJoined. An invited user's record moves to Joined; a user who was never a member or has
 // left gets a new record. It returns ErrNotFound, ErrConflict if already joined, ErrForbidden
 // for an uninvited user in a private room, ErrEnded.
-func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Member, error) {
+func (e *Engine) Join(ctx context.Context, roomID, userID ID, o JoinOptions) (Membership, error) {
 	if err := checkMember(o.Nickname, o.Role); err != nil {
-		return Member{}, err
+		return Membership{}, err
 	}
 	var m Member
-	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		m, err = tx.join(roomID, userID, o, false)
 		return err
 	})
-	return m, err
+	return Membership{m, ev}, err
 }
 
 // join joins a user; admitted lets it into a private room uninvited (a room's first members).
@@ -641,9 +650,9 @@ func (tx *wtx) join(roomID, userID ID, o JoinOptions, admitted bool) (Member, er
 // Leave ends a user's invitation or membership: the record moves to Left and EventLeft is
 // appended. It ends the user's typing. It returns ErrNotMember if the user is neither invited
 // nor joined.
-func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
+func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Membership, error) {
 	var m Member
-	_, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) error {
 		if _, err := tx.Room(roomID); err != nil {
 			return err
 		}
@@ -658,9 +667,9 @@ func (e *Engine) Leave(ctx context.Context, roomID, userID ID) (Member, error) {
 		return err
 	})
 	if err != nil {
-		return Member{}, err
+		return Membership{}, err
 	}
-	return m, nil
+	return Membership{m, ev}, nil
 }
 
 // record appends ev, the event of a change to the membership m, and stores m with Pos set
@@ -702,12 +711,12 @@ type MemberUpdate struct {
 // UpdateMember changes a joined member's nickname or role. A nickname change appends
 // EventNickname with the new nickname as its text. It returns ErrNotMember, ErrInvalid,
 // ErrEnded.
-func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberUpdate) (Member, error) {
+func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberUpdate) (Membership, error) {
 	if err := checkMember(deref(up.Nickname), deref(up.Role)); err != nil {
-		return Member{}, err
+		return Membership{}, err
 	}
 	var m Member
-	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		if _, err := tx.openRoom(roomID); err != nil {
 			return err
 		}
@@ -722,7 +731,7 @@ func (e *Engine) UpdateMember(ctx context.Context, roomID, userID ID, up MemberU
 		}
 		return tx.PutMember(m)
 	})
-	return m, err
+	return Membership{m, ev}, err
 }
 
 // MemberByUser returns the latest membership record of a user in a room, or ErrNotFound.
@@ -787,7 +796,7 @@ func (tx *wtx) joined(roomID, userID ID) (Member, error) {
 // (Ref = pos, Prev = the watermark it moved from). A pos at or below the watermark changes
 // nothing and appends nothing. It returns ErrNotMember, or ErrInvalid for a pos past the
 // room's last event.
-func (e *Engine) MarkDelivered(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
+func (e *Engine) MarkDelivered(ctx context.Context, roomID, userID ID, pos uint64) (Membership, error) {
 	return e.mark(ctx, roomID, userID, pos, false)
 }
 
@@ -795,13 +804,13 @@ func (e *Engine) MarkDelivered(ctx context.Context, roomID, userID ID, pos uint6
 // up to pos and appends EventRead (Ref = pos, Prev = the read watermark it moved from). A pos
 // at or below the read watermark changes nothing and appends nothing. It returns
 // ErrNotMember, or ErrInvalid for a pos past the room's last event.
-func (e *Engine) MarkRead(ctx context.Context, roomID, userID ID, pos uint64) (Member, error) {
+func (e *Engine) MarkRead(ctx context.Context, roomID, userID ID, pos uint64) (Membership, error) {
 	return e.mark(ctx, roomID, userID, pos, true)
 }
 
-func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read bool) (Member, error) {
+func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read bool) (Membership, error) {
 	var m Member
-	_, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
+	ev, err := e.updateIn(ctx, roomID, func(tx *wtx) (err error) {
 		if m, err = tx.joined(roomID, userID); err != nil {
 			return err
 		}
@@ -828,7 +837,7 @@ func (e *Engine) mark(ctx context.Context, roomID, userID ID, pos uint64, read b
 		}
 		return tx.record(&m, Event{RoomID: roomID, Type: typ, From: m.ID, User: userID, Ref: pos, Prev: prev})
 	})
-	return m, err
+	return Membership{m, ev}, err
 }
 
 // armRoomTTL sets the TTL timer of r if it has a TTL and no joined member, and removes it

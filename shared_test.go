@@ -144,8 +144,8 @@ func testTwoEngines(t *testing.T, sa, sb chat.Store, loseWakeUps func()) {
 	room := must[chat.Room](t)(a.CreateRoom(ctx, chat.NewRoom{Name: "shared"}))
 	ada := must[chat.User](t)(a.CreateUser(ctx, chat.NewUser{Name: "ada"}))
 	bob := must[chat.User](t)(b.CreateUser(ctx, chat.NewUser{Name: "bob"}))
-	must[chat.Member](t)(a.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
-	must[chat.Member](t)(b.Join(ctx, room.ID, bob.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(a.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(b.Join(ctx, room.ID, bob.ID, chat.JoinOptions{}))
 
 	fb := must[*chat.Follower](t)(b.Follow(ctx, room.ID, 1))
 	defer fb.Close()
@@ -211,7 +211,7 @@ func testTwoEngines(t *testing.T, sa, sb chat.Store, loseWakeUps func()) {
 		t.Fatalf("typing after a message through b: %+v", typing)
 	}
 	// A receipt made in a is b's to read.
-	must[chat.Member](t)(a.MarkRead(ctx, room.ID, bob.ID, 3))
+	must[chat.Membership](t)(a.MarkRead(ctx, room.ID, bob.ID, 3))
 	if m := must[chat.Member](t)(b.MemberByUser(ctx, room.ID, bob.ID)); m.Read != 3 {
 		t.Fatalf("bob's read mark seen from b: %d", m.Read)
 	}
@@ -281,7 +281,7 @@ func testTimersOutliveTheirEngine(t *testing.T, sa, sb chat.Store) {
 	room := must[chat.Room](t)(a.CreateRoom(ctx, chat.NewRoom{}))
 	temp := must[chat.Room](t)(a.CreateRoom(ctx, chat.NewRoom{EmptyTTL: time.Minute}))
 	ada := must[chat.User](t)(a.CreateUser(ctx, chat.NewUser{}))
-	must[chat.Member](t)(a.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
+	must[chat.Membership](t)(a.Join(ctx, room.ID, ada.ID, chat.JoinOptions{}))
 	must[chat.Event](t)(a.StartTyping(ctx, room.ID, ada.ID, ""))
 	a.Close() // a goes away with its timers armed
 

@@ -220,10 +220,14 @@ func (a *demoAPI) receipt(w http.ResponseWriter, r *http.Request, conv airy.Conv
 	ctx := r.Context()
 	m, err := a.e.MemberByUser(ctx, conv.Room, conv.Contact)
 	if err == nil && b.Delivered > m.Delivered {
-		m, err = a.e.MarkDelivered(ctx, conv.Room, conv.Contact, b.Delivered)
+		var ms chat.Membership
+		ms, err = a.e.MarkDelivered(ctx, conv.Room, conv.Contact, b.Delivered)
+		m = ms.Member
 	}
 	if err == nil && b.Read > m.Read {
-		m, err = a.e.MarkRead(ctx, conv.Room, conv.Contact, b.Read)
+		var ms chat.Membership
+		ms, err = a.e.MarkRead(ctx, conv.Room, conv.Contact, b.Read)
+		m = ms.Member
 	}
 	if err != nil {
 		a.fail(w, err)

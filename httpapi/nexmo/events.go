@@ -272,7 +272,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return fail(err, resEvent, "body.event_id")
 		}
-		return h.answerMemberChange(q, m, after)
+		return h.answerMemberChange(q, m.Member, after)
 
 	case typ == typeTypingOn || typ == typeTypingOff:
 		if err := needFrom(); err != nil {
@@ -334,7 +334,7 @@ func (h *Handler) createEvent(q *request) error {
 		if err != nil {
 			return fail(err, resMember, "body.user")
 		}
-		return h.answerMemberChange(q, m, after)
+		return h.answerMemberChange(q, m.Member, after)
 
 	default: // member:media and anything unknown
 		return validation("type", "unsupported event type "+typ)

@@ -20,7 +20,7 @@ func (h *Handler) join(q *request, r chat.Room, m chat.Member) (chat.Member, err
 	if j.ID != m.ID { // another request made the invitation a new membership meanwhile
 		return chat.Member{}, fail(fmt.Errorf("member %s changed: %w", memberID(m.ID), chat.ErrConflict), resMember, "")
 	}
-	return j, nil
+	return j.Member, nil
 }
 
 // leave ends an invited or joined member: LEFT, and a member:left event.
@@ -32,7 +32,7 @@ func (h *Handler) leave(q *request, r chat.Room, m chat.Member) (chat.Member, er
 	if err != nil {
 		return chat.Member{}, fail(err, resMember, "")
 	}
-	return l, nil
+	return l.Member, nil
 }
 
 // ownMember refuses a user token acting on another user's member.
@@ -106,7 +106,7 @@ func (h *Handler) createMember(q *request) error {
 		}
 		by = inviter.UserID
 	}
-	var m chat.Member
+	var m chat.Membership
 	switch in.Action {
 	case "invite":
 		m, err = h.e.Invite(q.ctx, r.ID, u.ID, chat.InviteOptions{By: by, Role: h.cfg.MemberRole})
@@ -124,7 +124,7 @@ func (h *Handler) createMember(q *request) error {
 	if err != nil {
 		return fail(err, resMember, "user_id")
 	}
-	out, err := h.renderMember(h.names(q.ctx, r.ID), m)
+	out, err := h.renderMember(h.names(q.ctx, r.ID), m.Member)
 	if err != nil {
 		return err
 	}
