@@ -275,7 +275,8 @@ func (e *Engine) noteWrite(err error) {
 			e.storeDown.Store(nil)
 		}
 	case errors.Is(err, ErrUnavailable):
-		e.storeDown.Store(&err)
+		down := err // a copy: taking err's own address would move it to the heap on every call
+		e.storeDown.Store(&down)
 	}
 }
 
