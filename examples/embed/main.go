@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -86,7 +85,7 @@ func run(ctx context.Context, store chat.Store) error {
 		fmt.Println(strings.TrimSpace(fmt.Sprintf("followed %d %s %s %s", ev.Pos, ev.Type, names[ev.User], ev.Text)))
 	}
 
-	page, err := engine.Read(ctx, room.ID, chat.ReadOptions{From: 0, Limit: 2, Backward: true}) // the last two events, newest first
+	page, err := engine.Read(ctx, room.ID, chat.ReadOptions{Limit: 2, Backward: true}) // the last two events, newest first
 	if err != nil {
 		return err
 	}
@@ -99,9 +98,6 @@ func run(ctx context.Context, store chat.Store) error {
 // userNamed returns the user with a unique name, creating it the first time (on a durable
 // store it is there on the next run).
 func userNamed(ctx context.Context, e *chat.Engine, name, display string) (chat.User, error) {
-	u, err := e.UserByName(ctx, name)
-	if errors.Is(err, chat.ErrNotFound) {
-		u, err = e.CreateUser(ctx, chat.NewUser{Name: name, DisplayName: display})
-	}
+	u, _, err := e.UpsertUser(ctx, chat.NewUser{Name: name, DisplayName: display})
 	return u, err
 }
